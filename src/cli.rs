@@ -1,0 +1,434 @@
+//! Subcommands of `tocsin`. Exit codes: 0 success, 1 a check failed (e.g. a broken audit
+//! chain), 2 the command could not run.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tocsin::audit::{export, verify, Actor};
+use tocsin::auth::users::{self, NewUser};
+use tocsin::auth::{password, setup, tokens, AuthError, Role};
+use tocsin::config::{Config, LogFormat};
+use tocsin::db::Db;
+use tocsin::web::{self, AppState};
+
+/// Tocsin: security orchestration, automation and response.
+#[derive(Debug, Parser)]
+#[command(name = "tocsin", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (default: ./tocsin.toml when it exists). TOCSIN_* variables override it.
+    #[arg(long, global = true, env = "TOCSIN_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server (ingestion, JSON API, console) after applying pending migrations.
+    Serve(ServeArgs),
+    /// Apply pending database migrations (or revert them all with --revert-all).
+    Migrate(MigrateArgs),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens for automation.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Verify or export the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Log format: text for people, json for log shippers (overrides log.format).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormatArg>,
+    /// Write the bound address to this file once listening (for supervisors and tests).
+    #[arg(long, value_name = "PATH", hide = true)]
+    ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    /// Revert every applied migration, leaving an empty database.
+    #[arg(long, conflicts_with = "status")]
+    revert_all: bool,
+    /// List pending migrations without applying them.
+    #[arg(long)]
+    status: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user. The password is read from the terminal, or from stdin with --password-stdin.
+    Add {
+        /// Login name: letters, digits, '.', '_', '-', '@'.
+        username: String,
+        /// viewer, analyst, responder (may approve containment) or admin.
+        #[arg(long)]
+        role: Role,
+        /// Address for approval requests and notifications.
+        #[arg(long)]
+        email: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users and their roles.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a user's role.
+    SetRole {
+        username: String,
+        /// viewer, analyst, responder or admin.
+        role: Role,
+    },
+    /// Disable an account: its sessions end and its API tokens stop working.
+    Disable { username: String },
+    /// Re-enable a disabled account.
+    Enable { username: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create an API token for a user and print it once.
+    Create {
+        /// The user the token acts as.
+        #[arg(long)]
+        user: String,
+        /// A name to recognise the token by.
+        #[arg(long)]
+        name: String,
+        /// Days until the token expires (default: never).
+        #[arg(long)]
+        expires_days: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; exit 1 and name the first bad event if it was tampered with.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write events of a time range as NDJSON or CSV.
+    Export {
+        /// Earliest event time, inclusive (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Latest event time, exclusive (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long)]
+        until: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "ndjson")]
+        format: export::Format,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Load and validate the configuration, then print it (secrets masked).
+    Check,
+}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let config = Config::load(cli.config.as_deref(), |k| std::env::var(k).ok())?;
+    match cli.command {
+        Command::Serve(args) => serve(config, args),
+        Command::Migrate(args) => migrate(&config, args),
+        Command::User(cmd) => user(&config, cmd),
+        Command::Token(cmd) => token(&config, cmd),
+        Command::Audit(cmd) => audit_cmd(&config, cmd),
+        Command::Config(ConfigCommand::Check) => {
+            print!("{}", config.redacted_toml());
+            eprintln!("configuration is valid");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn open(config: &Config) -> Result<Db> {
+    Db::open(&config.database)
+        .with_context(|| format!("opening {}", tocsin::config::redact_url(&config.database.url)))
+}
+
+fn open_migrated(config: &Config) -> Result<Db> {
+    let db = open(config)?;
+    db.migrate().context("applying migrations")?;
+    Ok(db)
+}
+
+fn cli_actor() -> Actor {
+    Actor::system("cli")
+}
+
+fn serve(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
+    if let Some(format) = args.log_format {
+        config.log.format = match format {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        };
+    }
+    tocsin::telemetry::init(config.log.format, &config.log.level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let db = open(&config)?;
+        let applied = db.migrate().context("applying migrations")?;
+        if !applied.is_empty() {
+            tracing::info!(migrations = ?applied, "applied migrations");
+        }
+        let addr = config.listen_addr()?;
+        let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+        let bound = listener.local_addr()?;
+        let state = actix_web::web::Data::new(AppState::new(config, db.clone(), Some(bound)));
+
+        let lifetime = chrono::Duration::minutes(i64::from(state.config.auth.setup_link_minutes));
+        let link = db.write(move |conn| setup::issue_if_no_users(conn, lifetime)).await?;
+        if let Some(secret) = link {
+            // Printed, not logged: the link is for the operator at the terminal.
+            eprintln!(
+                "\nTocsin has no users yet. Create the first administrator within {} minutes at:\n\n    {}/setup?token={}\n\n\
+                 or run: tocsin user add --role admin NAME\n",
+                state.config.auth.setup_link_minutes, state.public_url, secret
+            );
+        }
+        tracing::info!(address = %bound, backend = %db.backend(), public_url = %state.public_url, "tocsin listening");
+        if let Some(path) = &args.ready_file {
+            std::fs::write(path, format!("{bound}\n")).with_context(|| format!("writing {}", path.display()))?;
+        }
+        tokio::spawn(maintenance(state.clone()));
+        web::serve(state, listener).await?;
+        tracing::info!("tocsin stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Housekeeping that keeps tables and memory bounded.
+async fn maintenance(state: actix_web::web::Data<AppState>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        state.throttle.prune();
+        let idle = chrono::Duration::minutes(i64::from(state.config.auth.session_idle_minutes));
+        match state
+            .db
+            .write(move |conn| tocsin::auth::sessions::purge_expired(conn, idle))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "purged expired sessions"),
+            Err(err) => tracing::warn!(error = %err, "session purge failed"),
+        }
+    }
+}
+
+fn migrate(config: &Config, args: MigrateArgs) -> Result<ExitCode> {
+    let db = open(config)?;
+    if args.status {
+        let pending = db.pending_migrations()?;
+        if pending.is_empty() {
+            println!("database is up to date");
+        }
+        for name in pending {
+            println!("pending: {name}");
+        }
+    } else if args.revert_all {
+        for version in db.revert_all()? {
+            println!("reverted {version}");
+        }
+    } else {
+        let applied = db.migrate()?;
+        if applied.is_empty() {
+            println!("database is up to date");
+        }
+        for version in applied {
+            println!("applied {version}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_password(from_stdin: bool) -> Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to ask for a password; pipe it in with --password-stdin");
+    }
+    let first = rpassword::prompt_password("Password: ")?;
+    let second = rpassword::prompt_password("Password again: ")?;
+    if first != second {
+        bail!("the passwords differ");
+    }
+    Ok(first)
+}
+
+fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
+    let db = open_migrated(config)?;
+    let actor = cli_actor();
+    match cmd {
+        UserCommand::Add {
+            username,
+            role,
+            email,
+            password_stdin,
+        } => {
+            let username = users::normalize_username(&username)?;
+            let email = users::normalize_email(email.as_deref())?;
+            let pw = read_password(password_stdin)?;
+            password::check_policy(&pw).map_err(|reason| AuthError::InvalidInput {
+                field: "password",
+                reason,
+            })?;
+            let password_hash = password::hash(&pw).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+            let user = db.write_sync(|conn| {
+                users::create(
+                    conn,
+                    &actor,
+                    NewUser {
+                        username,
+                        email,
+                        role,
+                        password_hash,
+                    },
+                )
+            })?;
+            println!("created {} ({})", user.username, user.role);
+        }
+        UserCommand::List { json } => {
+            let all = db.read_sync(users::list)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                println!("{:<32} {:<10} {:<8} EMAIL", "USERNAME", "ROLE", "STATE");
+                for u in all {
+                    let state = if u.is_active() { "active" } else { "disabled" };
+                    println!(
+                        "{:<32} {:<10} {:<8} {}",
+                        u.username,
+                        u.role,
+                        state,
+                        u.email.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        UserCommand::SetRole { username, role } => {
+            let username = users::normalize_username(&username)?;
+            let user = db.write_sync(|conn| users::set_role(conn, &actor, &username, role))?;
+            println!("{} is now {}", user.username, user.role);
+        }
+        UserCommand::Disable { username } => {
+            let username = users::normalize_username(&username)?;
+            let user = db.write_sync(|conn| users::set_disabled(conn, &actor, &username, true))?;
+            println!("{} is disabled", user.username);
+        }
+        UserCommand::Enable { username } => {
+            let username = users::normalize_username(&username)?;
+            let user = db.write_sync(|conn| users::set_disabled(conn, &actor, &username, false))?;
+            println!("{} is enabled", user.username);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
+    let db = open_migrated(config)?;
+    match cmd {
+        TokenCommand::Create {
+            user,
+            name,
+            expires_days,
+        } => {
+            let username = users::normalize_username(&user)?;
+            let lifetime = expires_days.map(|d| chrono::Duration::days(i64::from(d)));
+            let created = db.write_sync(|conn| {
+                let owner = users::find(conn, &username)?.ok_or_else(|| AuthError::UserNotFound(username.clone()))?;
+                tokens::create(conn, &cli_actor(), &owner, &name, lifetime)
+            })?;
+            // The secret alone on stdout, so `TOKEN=$(tocsin token create ...)` works.
+            println!("{}", created.secret);
+            eprintln!(
+                "token {} ({}) created for {}; it is shown only this once",
+                created.token.id, created.token.name, username
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_cmd(config: &Config, cmd: AuditCommand) -> Result<ExitCode> {
+    let db = open(config)?;
+    if !db.pending_migrations()?.is_empty() {
+        bail!("the database is not migrated; run `tocsin migrate` first");
+    }
+    match cmd {
+        AuditCommand::Verify { json } => {
+            let report = db.read_sync(|conn| verify::verify(conn))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                match &report.first_bad {
+                    None => println!(
+                        "audit chain intact: {} events, head {} ({})",
+                        report.events_checked, report.head_seq, report.head_hash
+                    ),
+                    Some(bad) => println!(
+                        "audit chain BROKEN at event {}: {} ({} events verified before it)",
+                        bad.seq, bad.reason, report.events_checked
+                    ),
+                }
+            }
+            Ok(if report.intact() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        AuditCommand::Export {
+            since,
+            until,
+            format,
+            output,
+        } => {
+            let since = since.as_deref().map(export::parse_time).transpose()?;
+            let until = until.as_deref().map(export::parse_time).transpose()?;
+            let mut out: Box<dyn Write> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let count = db.read_sync(|conn| export::export(conn, since, until, format, &mut out))?;
+            drop(out);
+            eprintln!("exported {count} events");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

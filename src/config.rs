@@ -1,0 +1,478 @@
+//! One typed configuration, read from `tocsin.toml` and then `TOCSIN_*` environment variables.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The file read when no `--config` is given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "tocsin.toml";
+/// The embedded default database.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/tocsin.db";
+
+/// A configuration that could not be loaded, always naming the key or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The whole configuration of a Tocsin process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server binds, `host:port`.
+    pub listen: String,
+    /// Base URL that people and emails use to reach this server; derived from `listen` when empty.
+    pub public_url: Option<String>,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+    pub http: HttpConfig,
+    pub auth: AuthConfig,
+}
+
+/// Where data lives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://...`.
+    pub url: String,
+    /// Connections kept in the pool.
+    pub pool_size: u32,
+    /// SQLite `synchronous` pragma: `full` (durable across power loss) or `normal`.
+    pub sqlite_synchronous: SqliteSynchronous,
+    /// How long a SQLite connection waits for a lock before giving up, in milliseconds.
+    pub busy_timeout_ms: u32,
+}
+
+/// SQLite's `synchronous` pragma values that keep WAL databases consistent.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    Full,
+    Normal,
+}
+
+/// Logging output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log shippers.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `tocsin=debug,actix_web=info`.
+    pub level: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// HTTP server limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest JSON request body accepted on the API, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest HTML form body accepted by the console, in bytes.
+    pub max_form_bytes: usize,
+    /// Worker threads for the HTTP server; 0 means one per core.
+    pub workers: usize,
+}
+
+/// Sessions, tokens and login throttling.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// A console session ends this many minutes after login, whatever happens.
+    pub session_lifetime_minutes: u32,
+    /// A console session ends after this many minutes without a request.
+    pub session_idle_minutes: u32,
+    /// Login attempts allowed per minute for one username from one address.
+    pub login_attempts_per_minute: u32,
+    /// Login attempts allowed per minute from one address, whatever the username.
+    pub login_attempts_per_minute_per_ip: u32,
+    /// How long a first-admin setup link stays valid, in minutes.
+    pub setup_link_minutes: u32,
+    /// Mark cookies `Secure`; `auto` means when `public_url` is https.
+    pub secure_cookies: SecureCookies,
+}
+
+/// Whether session cookies carry the `Secure` attribute.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SecureCookies {
+    Auto,
+    Always,
+    Never,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            database: DatabaseConfig::default(),
+            log: LogConfig::default(),
+            http: HttpConfig::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: DEFAULT_DATABASE_URL.into(),
+            pool_size: 8,
+            sqlite_synchronous: SqliteSynchronous::Full,
+            busy_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_body_bytes: 1024 * 1024,
+            max_form_bytes: 64 * 1024,
+            workers: 0,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_lifetime_minutes: 12 * 60,
+            session_idle_minutes: 60,
+            login_attempts_per_minute: 5,
+            login_attempts_per_minute_per_ip: 30,
+            setup_link_minutes: 60,
+            secure_cookies: SecureCookies::Auto,
+        }
+    }
+}
+
+/// Environment variables that override the file, with the key each one sets.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("TOCSIN_LISTEN", "listen"),
+    ("TOCSIN_PUBLIC_URL", "public_url"),
+    ("TOCSIN_DATABASE_URL", "database.url"),
+    ("TOCSIN_DATABASE_POOL_SIZE", "database.pool_size"),
+    ("TOCSIN_LOG_FORMAT", "log.format"),
+    ("TOCSIN_LOG_LEVEL", "log.level"),
+];
+
+impl Config {
+    /// Loads the file (the explicit one must exist; the default one may be absent), applies
+    /// `TOCSIN_*` overrides from `env`, and validates the result.
+    pub fn load(
+        explicit: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match explicit {
+            Some(path) => Self::from_file(path)?,
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                Self::from_file(Path::new(DEFAULT_CONFIG_FILE))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses one TOML file, naming the offending key on error.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; the error names the key path and the reason.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        let deserializer = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            let message = inner.message().to_string();
+            let position = inner
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            if path == "." || path.is_empty() {
+                format!("{message}{position}")
+            } else {
+                format!("key `{path}`: {message}{position}")
+            }
+        })
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for (var, key) in ENV_OVERRIDES {
+            let Some(value) = env(var) else { continue };
+            let bad = |reason: String| ConfigError::invalid(key, format!("from {var}: {reason}"));
+            match *key {
+                "listen" => self.listen = value,
+                "public_url" => self.public_url = Some(value),
+                "database.url" => self.database.url = value,
+                "database.pool_size" => {
+                    self.database.pool_size = value
+                        .parse()
+                        .map_err(|e| bad(format!("{e}: {value:?}")))?
+                }
+                "log.format" => {
+                    self.log.format = match value.as_str() {
+                        "text" => LogFormat::Text,
+                        "json" => LogFormat::Json,
+                        _ => return Err(bad(format!("expected `text` or `json`, got {value:?}"))),
+                    }
+                }
+                "log.level" => self.log.level = value,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        DatabaseUrl::parse(&self.database.url)?;
+        if self.database.pool_size == 0 {
+            return Err(ConfigError::invalid("database.pool_size", "must be at least 1"));
+        }
+        if let Some(url) = &self.public_url {
+            let parsed = url::Url::parse(url)
+                .map_err(|e| ConfigError::invalid("public_url", format!("{e}: {url:?}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(ConfigError::invalid(
+                    "public_url",
+                    format!("must be an http or https URL, got {url:?}"),
+                ));
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ConfigError::invalid("log.level", e.to_string()))?;
+        if self.http.max_body_bytes < 1024 {
+            return Err(ConfigError::invalid("http.max_body_bytes", "must be at least 1024"));
+        }
+        if self.http.max_form_bytes < 1024 {
+            return Err(ConfigError::invalid("http.max_form_bytes", "must be at least 1024"));
+        }
+        let auth = &self.auth;
+        for (key, value) in [
+            ("auth.session_lifetime_minutes", auth.session_lifetime_minutes),
+            ("auth.session_idle_minutes", auth.session_idle_minutes),
+            ("auth.login_attempts_per_minute", auth.login_attempts_per_minute),
+            (
+                "auth.login_attempts_per_minute_per_ip",
+                auth.login_attempts_per_minute_per_ip,
+            ),
+            ("auth.setup_link_minutes", auth.setup_link_minutes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The socket address to bind.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| {
+            ConfigError::invalid(
+                "listen",
+                format!("expected host:port such as 127.0.0.1:8080, got {:?}", self.listen),
+            )
+        })
+    }
+
+    /// The base URL for links, without a trailing slash; derived from `listen` when unset.
+    pub fn public_base_url(&self, bound: Option<SocketAddr>) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => {
+                let addr = bound
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| self.listen.clone());
+                format!("http://{addr}")
+            }
+        }
+    }
+
+    /// Whether cookies must carry `Secure`.
+    pub fn secure_cookies(&self) -> bool {
+        match self.auth.secure_cookies {
+            SecureCookies::Always => true,
+            SecureCookies::Never => false,
+            SecureCookies::Auto => self
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://")),
+        }
+    }
+
+    /// The configuration as TOML with the database password masked.
+    pub fn redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database.url = redact_url(&shown.database.url);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Masks the password of a URL such as `postgres://user:secret@host/db`.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("****"));
+            url.to_string()
+        }
+        _ => raw.to_string(),
+    }
+}
+
+/// A parsed database location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A SQLite file path (created if missing).
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL, passed to libpq as it is.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Accepts `sqlite://PATH`, `sqlite:PATH`, `postgres://...` and `postgresql://...`.
+    pub fn parse(raw: &str) -> Result<DatabaseUrl, ConfigError> {
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(raw.to_string()));
+        }
+        let path = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    "database.url",
+                    format!("expected sqlite://PATH or postgres://..., got {:?}", redact_url(raw)),
+                )
+            })?;
+        if path.is_empty() {
+            return Err(ConfigError::invalid("database.url", "the SQLite path is empty"));
+        }
+        Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_use_embedded_sqlite() {
+        let config = Config::default();
+        config.validate().expect("defaults validate");
+        assert_eq!(config.listen, "127.0.0.1:8080");
+        assert_eq!(
+            DatabaseUrl::parse(&config.database.url).unwrap(),
+            DatabaseUrl::Sqlite(PathBuf::from("data/tocsin.db"))
+        );
+        assert_eq!(config.public_base_url(None), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[database]\nurll = \"x\"\n").unwrap_err();
+        assert!(err.contains("database"), "{err}");
+        assert!(err.contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_line() {
+        let err = Config::from_toml("listen = \"a:1\"\n[database]\npool_size = \"many\"\n")
+            .unwrap_err();
+        assert!(err.contains("database.pool_size"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let mut config = Config::from_toml("listen = \"127.0.0.1:9000\"\n").unwrap();
+        config
+            .apply_env(|k| match k {
+                "TOCSIN_LISTEN" => Some("0.0.0.0:7000".into()),
+                "TOCSIN_DATABASE_URL" => Some("postgres://u:p@h/db".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.listen, "0.0.0.0:7000");
+        assert_eq!(
+            DatabaseUrl::parse(&config.database.url).unwrap(),
+            DatabaseUrl::Postgres("postgres://u:p@h/db".into())
+        );
+        assert!(config.redacted_toml().contains("postgres://u:****@h/db"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_key() {
+        let mut config = Config::default();
+        config.listen = "nowhere".into();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("`listen`"), "{err}");
+
+        let mut config = Config::default();
+        config.database.url = "mysql://x".into();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("database.url"), "{err}");
+
+        let mut config = Config::default();
+        let err = config
+            .apply_env(|k| (k == "TOCSIN_LOG_FORMAT").then(|| "xml".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("log.format") && err.contains("TOCSIN_LOG_FORMAT"), "{err}");
+    }
+
+    #[test]
+    fn secure_cookies_follow_https_public_url() {
+        let mut config = Config::default();
+        assert!(!config.secure_cookies());
+        config.public_url = Some("https://soc.example.org".into());
+        assert!(config.secure_cookies());
+    }
+}

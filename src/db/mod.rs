@@ -1,0 +1,337 @@
+//! Storage: one connection type over SQLite and PostgreSQL, a pool, transactions and migrations.
+//!
+//! Diesel is synchronous; the async entry points (`read`, `write`) run on tokio's blocking
+//! pool so HTTP workers never wait on the database.
+
+pub mod schema;
+
+use crate::config::{DatabaseConfig, DatabaseUrl, SqliteSynchronous};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection, R2D2Connection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Arbitrary but fixed key for the PostgreSQL advisory lock that serializes migrations
+/// when several processes start at once.
+const MIGRATION_LOCK_KEY: i64 = 0x7_0c51_4e00;
+
+/// A connection to either backend; queries written once run on both.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Postgres(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+/// Which database engine a pool talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        })
+    }
+}
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[from] diesel::ConnectionError),
+    #[error("no database connection available: {0}")]
+    Pool(#[from] r2d2::PoolError),
+    #[error("database error: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("cannot create the database directory {path}: {source}")]
+    Directory {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+/// Opens connections for the pool and sets SQLite's pragmas on each.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    url: DatabaseUrl,
+    synchronous: SqliteSynchronous,
+    busy_timeout_ms: u32,
+}
+
+impl Manager {
+    fn establish(&self) -> Result<DbConn, DbError> {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => Ok(DbConn::Postgres(diesel::PgConnection::establish(url)?)),
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())?;
+                // WAL lets readers run beside the single writer; `synchronous=FULL` makes a
+                // commit durable before it returns, which acknowledged ingestion relies on.
+                let synchronous = match self.synchronous {
+                    SqliteSynchronous::Full => "FULL",
+                    SqliteSynchronous::Normal => "NORMAL",
+                };
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;",
+                    self.busy_timeout_ms
+                ))?;
+                Ok(DbConn::Sqlite(conn))
+            }
+        }
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = DbError;
+
+    fn connect(&self) -> Result<DbConn, DbError> {
+        self.establish()
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), DbError> {
+        conn.ping().map_err(DbError::Query)
+    }
+
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        conn.is_broken()
+    }
+}
+
+/// A pooled connection.
+pub type PooledConn = PooledConnection<Manager>;
+
+/// The database handle shared by the whole process.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<Manager>,
+    backend: Backend,
+    /// SQLite allows one writer; queuing writers here avoids busy-waiting inside SQLite.
+    write_lock: Arc<Mutex<()>>,
+}
+
+impl Db {
+    /// Opens a pool for the configured database, creating the SQLite file's directory.
+    pub fn open(config: &DatabaseConfig) -> Result<Db, DbError> {
+        let url = DatabaseUrl::parse(&config.url)
+            .map_err(|e| DbError::Connect(diesel::ConnectionError::BadConnection(e.to_string())))?;
+        let backend = match &url {
+            DatabaseUrl::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|source| DbError::Directory {
+                        path: dir.display().to_string(),
+                        source,
+                    })?;
+                }
+                Backend::Sqlite
+            }
+            DatabaseUrl::Postgres(_) => Backend::Postgres,
+        };
+        let manager = Manager {
+            url,
+            synchronous: config.sqlite_synchronous,
+            busy_timeout_ms: config.busy_timeout_ms,
+        };
+        // Fail fast with the real connection error rather than r2d2's generic timeout.
+        drop(manager.establish()?);
+        let pool = Pool::builder()
+            .max_size(config.pool_size)
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)?;
+        Ok(Db {
+            pool,
+            backend,
+            write_lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// The engine behind this handle.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A connection for code that is already on a blocking thread (the CLI, tests).
+    pub fn conn(&self) -> Result<PooledConn, DbError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs `f` outside an explicit transaction, on the calling thread.
+    pub fn read_sync<T, E>(&self, f: impl FnOnce(&mut DbConn) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<DbError>,
+    {
+        let mut conn = self.conn()?;
+        f(&mut conn)
+    }
+
+    /// Runs `f` in one write transaction on the calling thread: all of it commits, or none.
+    /// On SQLite the transaction is `BEGIN IMMEDIATE`, so it never fails half-way for lack
+    /// of the write lock.
+    pub fn write_sync<T, E>(&self, f: impl FnOnce(&mut DbConn) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<DbError> + From<diesel::result::Error>,
+    {
+        let mut pooled = self.conn()?;
+        let conn: &mut DbConn = &mut pooled;
+        match self.backend {
+            Backend::Postgres => conn.transaction(f),
+            Backend::Sqlite => {
+                let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+                conn.batch_execute("BEGIN IMMEDIATE")
+                    .map_err(DbError::Query)?;
+                match f(conn) {
+                    Ok(value) => match conn.batch_execute("COMMIT") {
+                        Ok(()) => Ok(value),
+                        Err(err) => {
+                            let _ = conn.batch_execute("ROLLBACK");
+                            Err(DbError::Query(err).into())
+                        }
+                    },
+                    Err(err) => {
+                        // A failed ROLLBACK leaves the connection unusable; r2d2 drops it
+                        // when `has_broken` says so, so the error here is not lost work.
+                        let _ = conn.batch_execute("ROLLBACK");
+                        Err(err)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on the blocking pool, outside an explicit transaction.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.read_sync(f))
+            .await
+            .map_err(|e| E::from(DbError::Task(e.to_string())))?
+    }
+
+    /// Runs `f` in one write transaction on the blocking pool.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.write_sync(f))
+            .await
+            .map_err(|e| E::from(DbError::Task(e.to_string())))?
+    }
+
+    /// Applies every pending migration; returns the versions applied.
+    pub fn migrate(&self) -> Result<Vec<String>, DbError> {
+        self.with_migration_lock(|conn| match conn {
+            DbConn::Sqlite(c) => run_pending(c, SQLITE_MIGRATIONS),
+            DbConn::Postgres(c) => run_pending(c, POSTGRES_MIGRATIONS),
+        })
+    }
+
+    /// Reverts every applied migration, leaving an empty database; returns the versions reverted.
+    pub fn revert_all(&self) -> Result<Vec<String>, DbError> {
+        self.with_migration_lock(|conn| {
+            let reverted = match conn {
+                DbConn::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS),
+                DbConn::Postgres(c) => c.revert_all_migrations(POSTGRES_MIGRATIONS),
+            };
+            reverted
+                .map(|v| v.into_iter().map(|m| m.to_string()).collect())
+                .map_err(|e| DbError::Migration(e.to_string()))
+        })
+    }
+
+    /// Migrations not yet applied.
+    pub fn pending_migrations(&self) -> Result<Vec<String>, DbError> {
+        let mut conn = self.conn()?;
+        let pending = match &mut *conn {
+            DbConn::Sqlite(c) => c
+                .pending_migrations(SQLITE_MIGRATIONS)
+                .map(|v| v.iter().map(|m| m.name().to_string()).collect()),
+            DbConn::Postgres(c) => c
+                .pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|v| v.iter().map(|m| m.name().to_string()).collect()),
+        };
+        pending.map_err(|e| DbError::Migration(e.to_string()))
+    }
+
+    fn with_migration_lock<T>(
+        &self,
+        f: impl FnOnce(&mut DbConn) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let mut conn = self.conn()?;
+        if self.backend == Backend::Postgres {
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                .execute(&mut *conn)?;
+        }
+        let result = f(&mut conn);
+        if self.backend == Backend::Postgres {
+            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+                .execute(&mut *conn)?;
+        }
+        result
+    }
+
+    /// True when a trivial query succeeds; used by `/readyz`.
+    pub async fn ping(&self) -> bool {
+        self.read(|conn| {
+            diesel::sql_query("SELECT 1")
+                .execute(conn)
+                .map_err(DbError::Query)
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Connections open in the pool and how many are idle.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (state.connections, state.idle_connections)
+    }
+}
+
+fn run_pending<C>(conn: &mut C, source: EmbeddedMigrations) -> Result<Vec<String>, DbError>
+where
+    C: MigrationHarness<C::Backend> + diesel::Connection,
+{
+    conn.run_pending_migrations(source)
+        .map(|v| v.into_iter().map(|m| m.to_string()).collect())
+        .map_err(|e| DbError::Migration(e.to_string()))
+}
+
+/// The id of the row just inserted on this connection (SQLite rowid or PostgreSQL sequence).
+pub fn last_insert_id(conn: &mut DbConn) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+    }
+    let sql = match conn {
+        DbConn::Sqlite(_) => "SELECT last_insert_rowid() AS id",
+        DbConn::Postgres(_) => "SELECT lastval() AS id",
+    };
+    diesel::sql_query(sql).get_result::<Id>(conn).map(|r| r.id)
+}
+
+/// Current UTC time truncated to microseconds, the precision both backends store.
+pub fn now() -> chrono::NaiveDateTime {
+    use chrono::SubsecRound;
+    chrono::Utc::now().naive_utc().trunc_subsecs(6)
+}

@@ -1,0 +1,13 @@
+//! Tocsin: security orchestration, automation and response.
+//!
+//! Alerts come in over HTTP, become cases, and playbooks triage, enrich and contain them,
+//! pausing for a person before any risky action. Every action lands in a hash-chained
+//! audit trail.
+
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod metrics;
+pub mod telemetry;
+pub mod web;

@@ -1,0 +1,191 @@
+//! The one place module errors become HTTP statuses. API errors are JSON
+//! `{"error": {"code", "message"}}`; console pages render the same error as HTML.
+
+use crate::audit::AuditError;
+use crate::auth::AuthError;
+use crate::db::DbError;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError, UrlencodedError};
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde_json::json;
+
+/// An error on its way to an HTTP client.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// A stable snake_case kind for programs.
+    pub code: &'static str,
+    /// A sentence for people that names the problem.
+    pub message: String,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with a status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 400: the request itself is wrong.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 500, with the cause logged but not shown.
+    pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
+        tracing::error!(error = %cause, "internal error");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+    }
+
+    /// The same error with another message.
+    pub fn with_message(mut self, message: impl Into<String>) -> ApiError {
+        self.message = message.into();
+        self
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> serde_json::Value {
+        json!({ "error": { "code": self.code, "message": self.message } })
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"tocsin\""));
+        }
+        response.json(self.body())
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(err: DbError) -> ApiError {
+        match err {
+            DbError::Pool(_) | DbError::Connect(_) => {
+                tracing::warn!(error = %err, "database unavailable");
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the database is unavailable; retry shortly",
+                );
+                e.retry_after = Some(5);
+                e
+            }
+            DbError::Query(diesel::result::Error::NotFound) => ApiError::not_found("not found"),
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<AuditError> for ApiError {
+    fn from(err: AuditError) -> ApiError {
+        match err {
+            AuditError::Db(db) => db.into(),
+            AuditError::BadTime { .. } => ApiError::bad_request(err.to_string()),
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> ApiError {
+        use StatusCode as S;
+        let message = err.to_string();
+        match err {
+            AuthError::Unauthenticated => ApiError::new(S::UNAUTHORIZED, "unauthenticated", message),
+            AuthError::InvalidCredentials => ApiError::new(S::UNAUTHORIZED, "invalid_credentials", message),
+            AuthError::Forbidden { .. } => ApiError::new(S::FORBIDDEN, "forbidden", message),
+            AuthError::Csrf => ApiError::new(S::FORBIDDEN, "csrf", message),
+            AuthError::Throttled { retry_after_secs } => {
+                let mut e = ApiError::new(S::TOO_MANY_REQUESTS, "throttled", message);
+                e.retry_after = Some(retry_after_secs);
+                e
+            }
+            AuthError::UserExists(_) => ApiError::new(S::CONFLICT, "conflict", message),
+            AuthError::Conflict(_) => ApiError::new(S::CONFLICT, "conflict", message),
+            AuthError::UserNotFound(_) | AuthError::TokenNotFound(_) => ApiError::not_found(message),
+            AuthError::InvalidInput { .. } => ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid", message),
+            AuthError::SetupLinkInvalid => ApiError::new(S::GONE, "setup_link_invalid", message),
+            AuthError::Hash(_) => ApiError::internal(&message),
+            AuthError::Db(db) => db.into(),
+            AuthError::Audit(a) => a.into(),
+        }
+    }
+}
+
+/// Turns body-parsing failures into errors that name the problem.
+pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let api = match &err {
+        JsonPayloadError::OverflowKnownLength { length, limit } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request body of {length} bytes is over the limit of {limit} bytes"),
+        ),
+        JsonPayloadError::Overflow { limit } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request body is over the limit of {limit} bytes"),
+        ),
+        JsonPayloadError::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected Content-Type: application/json",
+        ),
+        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("invalid request body: {e}"),
+        ),
+        JsonPayloadError::Deserialize(e) => ApiError::bad_request(format!("malformed JSON: {e}")),
+        other => ApiError::bad_request(format!("cannot read request body: {other}")),
+    };
+    api.into()
+}
+
+/// Path-segment parsing failures.
+pub fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request(format!("invalid path parameter: {err}")).into()
+}
+
+/// Query-string parsing failures.
+pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request(format!("invalid query string: {err}")).into()
+}
+
+/// Form-body failures on console pages.
+pub fn form_error(err: UrlencodedError, _req: &HttpRequest) -> actix_web::Error {
+    let api = match &err {
+        UrlencodedError::Overflow { size, limit } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("form of {size} bytes is over the limit of {limit} bytes"),
+        ),
+        other => ApiError::bad_request(format!("invalid form: {other}")),
+    };
+    api.into()
+}

@@ -1,0 +1,163 @@
+//! The HTTP server: routes, shared state, limits, security headers, request metrics.
+//! Handlers stay thin: parse, authorize, call the domain, render.
+
+pub mod api;
+pub mod console;
+pub mod error;
+pub mod extract;
+pub mod health;
+
+use crate::auth::throttle::LoginThrottle;
+use crate::config::Config;
+use crate::db::Db;
+use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::{DefaultHeaders, Next};
+use actix_web::{web, App, HttpServer};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub throttle: Arc<LoginThrottle>,
+    pub pages: Arc<console::Pages>,
+    /// Base URL for links people follow, without a trailing slash.
+    pub public_url: String,
+}
+
+impl AppState {
+    /// State for a server bound at `bound`.
+    pub fn new(config: Config, db: Db, bound: Option<std::net::SocketAddr>) -> AppState {
+        let throttle = LoginThrottle::new(
+            config.auth.login_attempts_per_minute,
+            config.auth.login_attempts_per_minute_per_ip,
+        );
+        AppState {
+            public_url: config.public_base_url(bound),
+            db,
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::new()),
+            throttle: Arc::new(throttle),
+            pages: Arc::new(console::Pages::new()),
+        }
+    }
+}
+
+/// Serves HTTP on `listener` until SIGINT or SIGTERM, then drains in-flight requests.
+pub async fn serve(state: web::Data<AppState>, listener: TcpListener) -> std::io::Result<()> {
+    let workers = match state.config.http.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    HttpServer::new(move || app(state.clone()))
+        .workers(workers)
+        .shutdown_timeout(30)
+        .listen(listener)?
+        .run()
+        .await
+}
+
+/// The application with every route, limit and middleware.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let http = state.config.http.clone();
+    let hsts = state.public_url.starts_with("https://");
+    App::new()
+        .app_data(state)
+        .app_data(
+            web::JsonConfig::default()
+                .limit(http.max_body_bytes)
+                .error_handler(error::json_error),
+        )
+        .app_data(web::PayloadConfig::new(http.max_body_bytes))
+        .app_data(
+            web::FormConfig::default()
+                .limit(http.max_form_bytes)
+                .error_handler(error::form_error),
+        )
+        .app_data(web::PathConfig::default().error_handler(error::path_error))
+        .app_data(web::QueryConfig::default().error_handler(error::query_error))
+        .wrap(actix_web::middleware::from_fn(observe))
+        .wrap(security_headers(hsts))
+        .configure(health::routes)
+        .service(web::scope("/api/v1").configure(api::routes))
+        .configure(console::routes)
+}
+
+fn security_headers(hsts: bool) -> DefaultHeaders {
+    let headers = DefaultHeaders::new()
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        // Approval links carry single-use tokens; never leak a URL to another site.
+        .add(("Referrer-Policy", "no-referrer"))
+        .add((
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+        ))
+        .add(("Permissions-Policy", "camera=(), microphone=(), geolocation=()"))
+        .add(("Cross-Origin-Opener-Policy", "same-origin"))
+        .add(("Cache-Control", "no-store"));
+    if hsts {
+        headers.add(("Strict-Transport-Security", "max-age=31536000"))
+    } else {
+        headers
+    }
+}
+
+/// Counts and times every request by route pattern, and logs it.
+async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let path = req.path().to_string();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let response = next.call(req).await?;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    // The pattern, not the path, so ids in URLs do not explode the label set.
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    if let Some(state) = state {
+        state
+            .metrics
+            .http_requests
+            .get_or_create(&RequestLabels {
+                method: method.clone(),
+                route: route.clone(),
+                status,
+            })
+            .inc();
+        state
+            .metrics
+            .http_duration
+            .get_or_create(&RouteLabels { route })
+            .observe(elapsed.as_secs_f64());
+    }
+    tracing::info!(
+        method = %method,
+        path = %path,
+        status,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
+    Ok(response)
+}
