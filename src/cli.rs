@@ -169,8 +169,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn open(config: &Config) -> Result<Db> {
-    Db::open(&config.database)
-        .with_context(|| format!("opening {}", tocsin::config::redact_url(&config.database.url)))
+    Db::open(&config.database).with_context(|| {
+        format!(
+            "opening {}",
+            tocsin::config::redact_url(&config.database.url)
+        )
+    })
 }
 
 fn open_migrated(config: &Config) -> Result<Db> {
@@ -369,7 +373,8 @@ fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
             let username = users::normalize_username(&user)?;
             let lifetime = expires_days.map(|d| chrono::Duration::days(i64::from(d)));
             let created = db.write_sync(|conn| {
-                let owner = users::find(conn, &username)?.ok_or_else(|| AuthError::UserNotFound(username.clone()))?;
+                let owner = users::find(conn, &username)?
+                    .ok_or_else(|| AuthError::UserNotFound(username.clone()))?;
                 tokens::create(conn, &cli_actor(), &owner, &name, lifetime)
             })?;
             // The secret alone on stdout, so `TOKEN=$(tocsin token create ...)` works.
@@ -390,7 +395,7 @@ fn audit_cmd(config: &Config, cmd: AuditCommand) -> Result<ExitCode> {
     }
     match cmd {
         AuditCommand::Verify { json } => {
-            let report = db.read_sync(|conn| verify::verify(conn))?;
+            let report = db.read_sync(verify::verify)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -421,11 +426,13 @@ fn audit_cmd(config: &Config, cmd: AuditCommand) -> Result<ExitCode> {
             let until = until.as_deref().map(export::parse_time).transpose()?;
             let mut out: Box<dyn Write> = match &output {
                 Some(path) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
                 )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
-            let count = db.read_sync(|conn| export::export(conn, since, until, format, &mut out))?;
+            let count =
+                db.read_sync(|conn| export::export(conn, since, until, format, &mut out))?;
             drop(out);
             eprintln!("exported {count} events");
             Ok(ExitCode::SUCCESS)

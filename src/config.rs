@@ -253,9 +253,8 @@ impl Config {
                 "public_url" => self.public_url = Some(value),
                 "database.url" => self.database.url = value,
                 "database.pool_size" => {
-                    self.database.pool_size = value
-                        .parse()
-                        .map_err(|e| bad(format!("{e}: {value:?}")))?
+                    self.database.pool_size =
+                        value.parse().map_err(|e| bad(format!("{e}: {value:?}")))?
                 }
                 "log.format" => {
                     self.log.format = match value.as_str() {
@@ -276,7 +275,10 @@ impl Config {
         self.listen_addr()?;
         DatabaseUrl::parse(&self.database.url)?;
         if self.database.pool_size == 0 {
-            return Err(ConfigError::invalid("database.pool_size", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "database.pool_size",
+                "must be at least 1",
+            ));
         }
         if let Some(url) = &self.public_url {
             let parsed = url::Url::parse(url)
@@ -291,16 +293,28 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::invalid("log.level", e.to_string()))?;
         if self.http.max_body_bytes < 1024 {
-            return Err(ConfigError::invalid("http.max_body_bytes", "must be at least 1024"));
+            return Err(ConfigError::invalid(
+                "http.max_body_bytes",
+                "must be at least 1024",
+            ));
         }
         if self.http.max_form_bytes < 1024 {
-            return Err(ConfigError::invalid("http.max_form_bytes", "must be at least 1024"));
+            return Err(ConfigError::invalid(
+                "http.max_form_bytes",
+                "must be at least 1024",
+            ));
         }
         let auth = &self.auth;
         for (key, value) in [
-            ("auth.session_lifetime_minutes", auth.session_lifetime_minutes),
+            (
+                "auth.session_lifetime_minutes",
+                auth.session_lifetime_minutes,
+            ),
             ("auth.session_idle_minutes", auth.session_idle_minutes),
-            ("auth.login_attempts_per_minute", auth.login_attempts_per_minute),
+            (
+                "auth.login_attempts_per_minute",
+                auth.login_attempts_per_minute,
+            ),
             (
                 "auth.login_attempts_per_minute_per_ip",
                 auth.login_attempts_per_minute_per_ip,
@@ -319,7 +333,10 @@ impl Config {
         self.listen.parse().map_err(|_| {
             ConfigError::invalid(
                 "listen",
-                format!("expected host:port such as 127.0.0.1:8080, got {:?}", self.listen),
+                format!(
+                    "expected host:port such as 127.0.0.1:8080, got {:?}",
+                    self.listen
+                ),
             )
         })
     }
@@ -389,11 +406,17 @@ impl DatabaseUrl {
             .ok_or_else(|| {
                 ConfigError::invalid(
                     "database.url",
-                    format!("expected sqlite://PATH or postgres://..., got {:?}", redact_url(raw)),
+                    format!(
+                        "expected sqlite://PATH or postgres://..., got {:?}",
+                        redact_url(raw)
+                    ),
                 )
             })?;
         if path.is_empty() {
-            return Err(ConfigError::invalid("database.url", "the SQLite path is empty"));
+            return Err(ConfigError::invalid(
+                "database.url",
+                "the SQLite path is empty",
+            ));
         }
         Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
     }
@@ -416,6 +439,13 @@ mod tests {
     }
 
     #[test]
+    fn example_file_is_valid_and_matches_defaults() {
+        let example = Config::from_toml(include_str!("../tocsin.example.toml")).unwrap();
+        example.validate().unwrap();
+        assert_eq!(example.redacted_toml(), Config::default().redacted_toml());
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = Config::from_toml("[database]\nurll = \"x\"\n").unwrap_err();
         assert!(err.contains("database"), "{err}");
@@ -424,8 +454,8 @@ mod tests {
 
     #[test]
     fn wrong_type_is_named_with_line() {
-        let err = Config::from_toml("listen = \"a:1\"\n[database]\npool_size = \"many\"\n")
-            .unwrap_err();
+        let err =
+            Config::from_toml("listen = \"a:1\"\n[database]\npool_size = \"many\"\n").unwrap_err();
         assert!(err.contains("database.pool_size"), "{err}");
         assert!(err.contains("line 3"), "{err}");
     }
@@ -450,8 +480,10 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_key() {
-        let mut config = Config::default();
-        config.listen = "nowhere".into();
+        let config = Config {
+            listen: "nowhere".into(),
+            ..Config::default()
+        };
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("`listen`"), "{err}");
 
@@ -465,7 +497,10 @@ mod tests {
             .apply_env(|k| (k == "TOCSIN_LOG_FORMAT").then(|| "xml".to_string()))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("log.format") && err.contains("TOCSIN_LOG_FORMAT"), "{err}");
+        assert!(
+            err.contains("log.format") && err.contains("TOCSIN_LOG_FORMAT"),
+            "{err}"
+        );
     }
 
     #[test]

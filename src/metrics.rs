@@ -43,7 +43,11 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("tocsin");
         let http_requests = Family::<RequestLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests answered", http_requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests answered",
+            http_requests.clone(),
+        );
         let http_duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
@@ -53,7 +57,11 @@ impl Metrics {
             http_duration.clone(),
         );
         let logins_failed = Counter::default();
-        registry.register("logins_failed", "Refused login attempts", logins_failed.clone());
+        registry.register(
+            "logins_failed",
+            "Refused login attempts",
+            logins_failed.clone(),
+        );
         let db_pool_connections = Gauge::default();
         registry.register(
             "db_pool_connections",
@@ -61,7 +69,11 @@ impl Metrics {
             db_pool_connections.clone(),
         );
         let db_pool_idle = Gauge::default();
-        registry.register("db_pool_idle_connections", "Idle database connections", db_pool_idle.clone());
+        registry.register(
+            "db_pool_idle_connections",
+            "Idle database connections",
+            db_pool_idle.clone(),
+        );
         Metrics {
             registry,
             http_requests,
@@ -97,9 +109,14 @@ mod tests {
             })
             .inc();
         let text = m.render();
-        assert!(text.contains("# TYPE tocsin_http_requests counter"), "{text}");
         assert!(
-            text.contains(r#"tocsin_http_requests_total{method="GET",route="/healthz",status="200"} 1"#),
+            text.contains("# TYPE tocsin_http_requests counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"tocsin_http_requests_total{method="GET",route="/healthz",status="200"} 1"#
+            ),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");

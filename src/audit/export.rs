@@ -35,7 +35,8 @@ impl From<AuditEvent> for ExportedEvent {
     fn from(e: AuditEvent) -> Self {
         // Details were written by `serde_json`; if a row was edited into invalid JSON it is
         // exported as a string so the export still shows what is there.
-        let details = serde_json::from_str(&e.details).unwrap_or(serde_json::Value::String(e.details));
+        let details =
+            serde_json::from_str(&e.details).unwrap_or(serde_json::Value::String(e.details));
         ExportedEvent {
             seq: e.seq,
             occurred_at: hash_time(&e.occurred_at),
@@ -68,7 +69,7 @@ pub fn parse_time(value: &str) -> Result<NaiveDateTime, AuditError> {
 /// Where rows go.
 enum Sink<'a> {
     Ndjson(&'a mut dyn Write),
-    Csv(csv::Writer<&'a mut dyn Write>),
+    Csv(Box<csv::Writer<&'a mut dyn Write>>),
 }
 
 impl Sink<'_> {
@@ -125,7 +126,7 @@ pub fn export(
                 "prev_hash",
                 "hash",
             ])?;
-            Sink::Csv(w)
+            Sink::Csv(Box::new(w))
         }
     };
     let mut after = 0i64;

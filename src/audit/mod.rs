@@ -28,7 +28,9 @@ pub enum AuditError {
     Io(#[from] std::io::Error),
     #[error("cannot write the export: {0}")]
     Csv(#[from] csv::Error),
-    #[error("invalid time {value:?}: expected RFC 3339 (2026-01-31T12:00:00Z) or a date (2026-01-31)")]
+    #[error(
+        "invalid time {value:?}: expected RFC 3339 (2026-01-31T12:00:00Z) or a date (2026-01-31)"
+    )]
     BadTime { value: String },
 }
 
@@ -252,7 +254,16 @@ mod tests {
             event_hash(1, &t(), "user", "bob", "a", "t", "{}", GENESIS_HASH),
             event_hash(1, &t(), "user", "alice", "b", "t", "{}", GENESIS_HASH),
             event_hash(1, &t(), "user", "alice", "a", "u", "{}", GENESIS_HASH),
-            event_hash(1, &t(), "user", "alice", "a", "t", "{\"x\":1}", GENESIS_HASH),
+            event_hash(
+                1,
+                &t(),
+                "user",
+                "alice",
+                "a",
+                "t",
+                "{\"x\":1}",
+                GENESIS_HASH,
+            ),
             event_hash(1, &t(), "user", "alice", "a", "t", "{}", &"1".repeat(64)),
         ];
         for v in variants {

@@ -32,11 +32,17 @@ pub async fn login(
     let attempted = username.trim().to_lowercase();
     let address = origin.ip.clone().unwrap_or_default();
     if let Err(err) = throttle.check(&address, &attempted) {
-        let details = json!({ "username": attempted, "ip": origin.ip, "user_agent": origin.user_agent });
+        let details =
+            json!({ "username": attempted, "ip": origin.ip, "user_agent": origin.user_agent });
         db.write(move |conn| {
             audit::append(
                 conn,
-                NewEvent::new(&Actor::system("login"), "auth.login_throttled", format!("user:{attempted}"), details),
+                NewEvent::new(
+                    &Actor::system("login"),
+                    "auth.login_throttled",
+                    format!("user:{attempted}"),
+                    details,
+                ),
             )
         })
         .await?;
@@ -71,7 +77,8 @@ pub async fn login(
         (None, Some(row)) => {
             let user = User::from(row);
             db.write(move |conn| {
-                let session = sessions::create(conn, &user, lifetime, ip.as_deref(), user_agent.as_deref())?;
+                let session =
+                    sessions::create(conn, &user, lifetime, ip.as_deref(), user_agent.as_deref())?;
                 diesel::update(users_table::table.find(user.id))
                     .set(users_table::last_login_at.eq(now()))
                     .execute(conn)?;
@@ -114,7 +121,12 @@ pub async fn logout(db: &Db, cookie_value: String, user: &User) -> Result<(), Au
         if sessions::delete(conn, &cookie_value)? {
             audit::append(
                 conn,
-                NewEvent::new(&Actor::user(&username), "auth.logout", format!("user:{username}"), json!({})),
+                NewEvent::new(
+                    &Actor::user(&username),
+                    "auth.logout",
+                    format!("user:{username}"),
+                    json!({}),
+                ),
             )?;
         }
         Ok(())

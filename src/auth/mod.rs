@@ -26,7 +26,10 @@ pub enum AuthError {
     #[error("invalid username or password")]
     InvalidCredentials,
     #[error("your role ({role}) may not {permission}")]
-    Forbidden { role: Role, permission: &'static str },
+    Forbidden {
+        role: Role,
+        permission: &'static str,
+    },
     #[error("missing or invalid CSRF token")]
     Csrf,
     #[error("too many login attempts; try again in {retry_after_secs} s")]

@@ -1,6 +1,8 @@
 //! Password hashing with argon2id (the crate's defaults: 19 MiB, 2 passes, 1 lane).
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use std::sync::OnceLock;
 
@@ -62,7 +64,10 @@ mod tests {
 
     #[test]
     fn salts_differ() {
-        assert_ne!(hash("same password!").unwrap(), hash("same password!").unwrap());
+        assert_ne!(
+            hash("same password!").unwrap(),
+            hash("same password!").unwrap()
+        );
     }
 
     #[test]

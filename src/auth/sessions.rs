@@ -60,7 +60,11 @@ pub fn create(
 }
 
 /// The live session for a cookie value: not expired, not idle past `idle`, owner active.
-pub fn lookup(conn: &mut DbConn, cookie_value: &str, idle: Duration) -> Result<Option<ActiveSession>, AuthError> {
+pub fn lookup(
+    conn: &mut DbConn,
+    cookie_value: &str,
+    idle: Duration,
+) -> Result<Option<ActiveSession>, AuthError> {
     let id_hash = secret_hash(cookie_value);
     let t = now();
     let found: Option<(String, NaiveDateTime, UserRow)> = sessions::table
@@ -69,7 +73,11 @@ pub fn lookup(conn: &mut DbConn, cookie_value: &str, idle: Duration) -> Result<O
         .filter(sessions::expires_at.gt(t))
         .filter(sessions::last_seen_at.gt(t - idle))
         .filter(users::disabled_at.is_null())
-        .select((sessions::csrf_token, sessions::last_seen_at, UserRow::as_select()))
+        .select((
+            sessions::csrf_token,
+            sessions::last_seen_at,
+            UserRow::as_select(),
+        ))
         .first(conn)
         .optional()?;
     Ok(found.map(|(csrf_token, last_seen_at, row)| ActiveSession {
@@ -98,7 +106,11 @@ pub fn delete(conn: &mut DbConn, cookie_value: &str) -> Result<bool, AuthError> 
 pub fn purge_expired(conn: &mut DbConn, idle: Duration) -> Result<usize, AuthError> {
     let t = now();
     Ok(diesel::delete(
-        sessions::table.filter(sessions::expires_at.le(t).or(sessions::last_seen_at.le(t - idle))),
+        sessions::table.filter(
+            sessions::expires_at
+                .le(t)
+                .or(sessions::last_seen_at.le(t - idle)),
+        ),
     )
     .execute(conn)?)
 }

@@ -11,7 +11,10 @@ use diesel::prelude::*;
 use serde_json::json;
 
 /// Issues a setup link secret if there are no users yet; earlier unused links are voided.
-pub fn issue_if_no_users(conn: &mut DbConn, lifetime: Duration) -> Result<Option<String>, AuthError> {
+pub fn issue_if_no_users(
+    conn: &mut DbConn,
+    lifetime: Duration,
+) -> Result<Option<String>, AuthError> {
     if users::count(conn)? > 0 {
         return Ok(None);
     }

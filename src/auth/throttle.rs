@@ -69,6 +69,9 @@ mod tests {
         let t = LoginThrottle::new(100, 2);
         t.check("10.0.0.1", "a").unwrap();
         t.check("10.0.0.1", "b").unwrap();
-        assert!(matches!(t.check("10.0.0.1", "c"), Err(AuthError::Throttled { .. })));
+        assert!(matches!(
+            t.check("10.0.0.1", "c"),
+            Err(AuthError::Throttled { .. })
+        ));
     }
 }

@@ -93,7 +93,11 @@ pub fn lookup(conn: &mut DbConn, secret: &str) -> Result<Option<(User, ApiToken)
         .inner_join(users::table)
         .filter(api_tokens::token_hash.eq(secret_hash(secret)))
         .filter(api_tokens::revoked_at.is_null())
-        .filter(api_tokens::expires_at.is_null().or(api_tokens::expires_at.gt(t)))
+        .filter(
+            api_tokens::expires_at
+                .is_null()
+                .or(api_tokens::expires_at.gt(t)),
+        )
         .filter(users::disabled_at.is_null())
         .select((ApiToken::as_select(), UserRow::as_select()))
         .first(conn)
@@ -104,7 +108,10 @@ pub fn lookup(conn: &mut DbConn, secret: &str) -> Result<Option<(User, ApiToken)
 /// Records use, at most once a minute per token to keep reads cheap.
 pub fn touch(conn: &mut DbConn, token: &ApiToken) -> Result<(), AuthError> {
     let t = now();
-    if token.last_used_at.is_some_and(|last| t - last < Duration::minutes(1)) {
+    if token
+        .last_used_at
+        .is_some_and(|last| t - last < Duration::minutes(1))
+    {
         return Ok(());
     }
     diesel::update(api_tokens::table.find(token.id))
@@ -123,7 +130,12 @@ pub fn list(conn: &mut DbConn, owner: &User) -> Result<Vec<ApiToken>, AuthError>
 }
 
 /// Revokes one of `owner`'s tokens and records `api_token.revoked`.
-pub fn revoke(conn: &mut DbConn, actor: &Actor, owner: &User, id: i64) -> Result<ApiToken, AuthError> {
+pub fn revoke(
+    conn: &mut DbConn,
+    actor: &Actor,
+    owner: &User,
+    id: i64,
+) -> Result<ApiToken, AuthError> {
     let token: ApiToken = api_tokens::table
         .find(id)
         .filter(api_tokens::user_id.eq(owner.id))

@@ -87,7 +87,10 @@ pub fn normalize_email(raw: Option<&str>) -> Result<Option<String>, AuthError> {
     };
     match email.split_once('@') {
         Some((local, domain))
-            if !local.is_empty() && domain.contains('.') && email.len() <= 254 && !email.contains(char::is_whitespace) =>
+            if !local.is_empty()
+                && domain.contains('.')
+                && email.len() <= 254
+                && !email.contains(char::is_whitespace) =>
         {
             Ok(Some(email.to_string()))
         }
@@ -200,7 +203,12 @@ fn keep_one_admin(conn: &mut DbConn, user: &User) -> Result<(), AuthError> {
 }
 
 /// Changes a user's role and records `user.role_changed`.
-pub fn set_role(conn: &mut DbConn, actor: &Actor, username: &str, role: Role) -> Result<User, AuthError> {
+pub fn set_role(
+    conn: &mut DbConn,
+    actor: &Actor,
+    username: &str,
+    role: Role,
+) -> Result<User, AuthError> {
     let user = get(conn, username)?;
     if user.role == role {
         return Ok(user);
@@ -225,7 +233,12 @@ pub fn set_role(conn: &mut DbConn, actor: &Actor, username: &str, role: Role) ->
 
 /// Disables or re-enables an account. Disabling ends its sessions at once; its API tokens
 /// stop working because every request checks the owner is active.
-pub fn set_disabled(conn: &mut DbConn, actor: &Actor, username: &str, disabled: bool) -> Result<User, AuthError> {
+pub fn set_disabled(
+    conn: &mut DbConn,
+    actor: &Actor,
+    username: &str,
+    disabled: bool,
+) -> Result<User, AuthError> {
     let user = get(conn, username)?;
     if user.is_active() != disabled {
         return Ok(user);
@@ -245,7 +258,11 @@ pub fn set_disabled(conn: &mut DbConn, actor: &Actor, username: &str, disabled: 
         conn,
         NewEvent::new(
             actor,
-            if disabled { "user.disabled" } else { "user.enabled" },
+            if disabled {
+                "user.disabled"
+            } else {
+                "user.enabled"
+            },
             format!("user:{username}"),
             json!({}),
         ),
@@ -254,21 +271,39 @@ pub fn set_disabled(conn: &mut DbConn, actor: &Actor, username: &str, disabled: 
 }
 
 /// Replaces a user's password hash, ends their console sessions, records `user.password_changed`.
-pub fn set_password(conn: &mut DbConn, actor: &Actor, username: &str, password_hash: &str) -> Result<(), AuthError> {
+pub fn set_password(
+    conn: &mut DbConn,
+    actor: &Actor,
+    username: &str,
+    password_hash: &str,
+) -> Result<(), AuthError> {
     let user = get(conn, username)?;
     diesel::update(users::table.find(user.id))
-        .set((users::password_hash.eq(password_hash), users::updated_at.eq(now())))
+        .set((
+            users::password_hash.eq(password_hash),
+            users::updated_at.eq(now()),
+        ))
         .execute(conn)?;
     diesel::delete(sessions::table.filter(sessions::user_id.eq(user.id))).execute(conn)?;
     audit::append(
         conn,
-        NewEvent::new(actor, "user.password_changed", format!("user:{username}"), json!({})),
+        NewEvent::new(
+            actor,
+            "user.password_changed",
+            format!("user:{username}"),
+            json!({}),
+        ),
     )?;
     Ok(())
 }
 
 /// Changes a user's email address and records `user.updated`.
-pub fn set_email(conn: &mut DbConn, actor: &Actor, username: &str, email: Option<String>) -> Result<User, AuthError> {
+pub fn set_email(
+    conn: &mut DbConn,
+    actor: &Actor,
+    username: &str,
+    email: Option<String>,
+) -> Result<User, AuthError> {
     let user = get(conn, username)?;
     if user.email == email {
         return Ok(user);
@@ -295,7 +330,10 @@ mod tests {
     #[test]
     fn usernames_are_normalized_and_checked() {
         assert_eq!(normalize_username("  Alice.Smith ").unwrap(), "alice.smith");
-        assert_eq!(normalize_username("soc@example.org").unwrap(), "soc@example.org");
+        assert_eq!(
+            normalize_username("soc@example.org").unwrap(),
+            "soc@example.org"
+        );
         assert!(normalize_username("").is_err());
         assert!(normalize_username("a b").is_err());
         assert!(normalize_username("robert'); drop").is_err());

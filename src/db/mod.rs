@@ -74,7 +74,9 @@ pub struct Manager {
 impl Manager {
     fn establish(&self) -> Result<DbConn, DbError> {
         match &self.url {
-            DatabaseUrl::Postgres(url) => Ok(DbConn::Postgres(diesel::PgConnection::establish(url)?)),
+            DatabaseUrl::Postgres(url) => {
+                Ok(DbConn::Postgres(diesel::PgConnection::establish(url)?))
+            }
             DatabaseUrl::Sqlite(path) => {
                 let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())?;
                 // WAL lets readers run beside the single writer; `synchronous=FULL` makes a

@@ -45,7 +45,11 @@ impl ApiError {
     /// 500, with the cause logged but not shown.
     pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(error = %cause, "internal error");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
     }
 
     /// The same error with another message.
@@ -117,8 +121,12 @@ impl From<AuthError> for ApiError {
         use StatusCode as S;
         let message = err.to_string();
         match err {
-            AuthError::Unauthenticated => ApiError::new(S::UNAUTHORIZED, "unauthenticated", message),
-            AuthError::InvalidCredentials => ApiError::new(S::UNAUTHORIZED, "invalid_credentials", message),
+            AuthError::Unauthenticated => {
+                ApiError::new(S::UNAUTHORIZED, "unauthenticated", message)
+            }
+            AuthError::InvalidCredentials => {
+                ApiError::new(S::UNAUTHORIZED, "invalid_credentials", message)
+            }
             AuthError::Forbidden { .. } => ApiError::new(S::FORBIDDEN, "forbidden", message),
             AuthError::Csrf => ApiError::new(S::FORBIDDEN, "csrf", message),
             AuthError::Throttled { retry_after_secs } => {
@@ -128,8 +136,12 @@ impl From<AuthError> for ApiError {
             }
             AuthError::UserExists(_) => ApiError::new(S::CONFLICT, "conflict", message),
             AuthError::Conflict(_) => ApiError::new(S::CONFLICT, "conflict", message),
-            AuthError::UserNotFound(_) | AuthError::TokenNotFound(_) => ApiError::not_found(message),
-            AuthError::InvalidInput { .. } => ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid", message),
+            AuthError::UserNotFound(_) | AuthError::TokenNotFound(_) => {
+                ApiError::not_found(message)
+            }
+            AuthError::InvalidInput { .. } => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid", message)
+            }
             AuthError::SetupLinkInvalid => ApiError::new(S::GONE, "setup_link_invalid", message),
             AuthError::Hash(_) => ApiError::internal(&message),
             AuthError::Db(db) => db.into(),

@@ -44,7 +44,9 @@ impl FromRequest for MaybeSession {
         Box::pin(async move {
             let state = app_state(&req)?;
             match req.cookie(sessions::COOKIE) {
-                Some(cookie) => Ok(MaybeSession(session(&state, cookie.value().to_string()).await?)),
+                Some(cookie) => Ok(MaybeSession(
+                    session(&state, cookie.value().to_string()).await?,
+                )),
                 None => Ok(MaybeSession(None)),
             }
         })
@@ -63,20 +65,28 @@ async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
         let secret = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(|s| s.trim().to_string())
             .ok_or_else(|| {
-                ApiError::from(AuthError::Unauthenticated).with_message("the Authorization header must be `Bearer <API token>`")
+                ApiError::from(AuthError::Unauthenticated)
+                    .with_message("the Authorization header must be `Bearer <API token>`")
             })?;
         let found = state
             .db
             .read(move |conn| tokens::lookup(conn, &secret))
             .await?;
         let Some((user, token)) = found else {
-            return Err(ApiError::from(AuthError::Unauthenticated).with_message("invalid, revoked or expired API token"));
+            return Err(ApiError::from(AuthError::Unauthenticated)
+                .with_message("invalid, revoked or expired API token"));
         };
         let touched = token.clone();
-        state.db.write(move |conn| tokens::touch(conn, &touched)).await?;
+        state
+            .db
+            .write(move |conn| tokens::touch(conn, &touched))
+            .await?;
         return Ok(Principal {
             user,
             method: AuthMethod::Token {
@@ -85,7 +95,9 @@ async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
             },
         });
     }
-    let cookie = req.cookie(sessions::COOKIE).ok_or(AuthError::Unauthenticated)?;
+    let cookie = req
+        .cookie(sessions::COOKIE)
+        .ok_or(AuthError::Unauthenticated)?;
     let active = session(&state, cookie.value().to_string())
         .await?
         .ok_or(AuthError::Unauthenticated)?;
@@ -108,7 +120,10 @@ async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
 }
 
 /// Looks a session up and restarts its idle timer when it was last seen a while ago.
-async fn session(state: &AppState, cookie_value: String) -> Result<Option<ActiveSession>, ApiError> {
+async fn session(
+    state: &AppState,
+    cookie_value: String,
+) -> Result<Option<ActiveSession>, ApiError> {
     let idle = Duration::minutes(i64::from(state.config.auth.session_idle_minutes));
     let found = state
         .db
@@ -117,7 +132,10 @@ async fn session(state: &AppState, cookie_value: String) -> Result<Option<Active
     if let Some(active) = &found {
         if crate::db::now() - active.last_seen_at > Duration::seconds(TOUCH_EVERY_SECS) {
             let id_hash = active.id_hash.clone();
-            state.db.write(move |conn| sessions::touch(conn, &id_hash)).await?;
+            state
+                .db
+                .write(move |conn| sessions::touch(conn, &id_hash))
+                .await?;
         }
     }
     Ok(found)

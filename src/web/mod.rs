@@ -109,7 +109,10 @@ fn security_headers(hsts: bool) -> DefaultHeaders {
             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
              frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
         ))
-        .add(("Permissions-Policy", "camera=(), microphone=(), geolocation=()"))
+        .add((
+            "Permissions-Policy",
+            "camera=(), microphone=(), geolocation=()",
+        ))
         .add(("Cross-Origin-Opener-Policy", "same-origin"))
         .add(("Cache-Control", "no-store"));
     if hsts {

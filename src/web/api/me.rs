@@ -78,7 +78,9 @@ async fn change_password(
         .ok_or(AuthError::Unauthenticated)?;
     let new_hash = web::block(move || {
         if password::verify(&row.password_hash, &current_password) {
-            password::hash(&new_password).map(Some).map_err(|e| AuthError::Hash(e.to_string()))
+            password::hash(&new_password)
+                .map(Some)
+                .map_err(|e| AuthError::Hash(e.to_string()))
         } else {
             Ok(None)
         }

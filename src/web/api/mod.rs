@@ -16,5 +16,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::not_found(format!("no API endpoint {} {}", req.method(), req.path())))
+    Err(ApiError::not_found(format!(
+        "no API endpoint {} {}",
+        req.method(),
+        req.path()
+    )))
 }

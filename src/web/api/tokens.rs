@@ -14,10 +14,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 #[get("/tokens")]
-async fn list(state: web::Data<AppState>, Authenticated(p): Authenticated) -> Result<HttpResponse, ApiError> {
+async fn list(
+    state: web::Data<AppState>,
+    Authenticated(p): Authenticated,
+) -> Result<HttpResponse, ApiError> {
     p.require(Permission::ManageOwnTokens)?;
     let owner = p.user.clone();
-    let all = state.db.read(move |conn| tokens::list(conn, &owner)).await?;
+    let all = state
+        .db
+        .read(move |conn| tokens::list(conn, &owner))
+        .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "tokens": all })))
 }
 

@@ -10,11 +10,17 @@ use serde::Deserialize;
 
 /// Registers the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(list).service(create).service(show).service(update);
+    cfg.service(list)
+        .service(create)
+        .service(show)
+        .service(update);
 }
 
 #[get("/users")]
-async fn list(state: web::Data<AppState>, Authenticated(p): Authenticated) -> Result<HttpResponse, ApiError> {
+async fn list(
+    state: web::Data<AppState>,
+    Authenticated(p): Authenticated,
+) -> Result<HttpResponse, ApiError> {
     p.require(Permission::ManageUsers)?;
     let all = state.db.read(users::list).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "users": all })))
@@ -40,7 +46,10 @@ async fn create(
     let body = body.into_inner();
     let username = users::normalize_username(&body.username)?;
     let email = users::normalize_email(body.email.as_deref())?;
-    password::check_policy(&body.password).map_err(|reason| AuthError::InvalidInput { field: "password", reason })?;
+    password::check_policy(&body.password).map_err(|reason| AuthError::InvalidInput {
+        field: "password",
+        reason,
+    })?;
     let password_hash = hash_off_thread(body.password).await?;
     let actor = p.actor();
     let user = state
@@ -97,7 +106,9 @@ struct UpdateUser {
 mod double_option {
     use serde::{Deserialize, Deserializer};
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
         Option::<String>::deserialize(d).map(Some)
     }
 }
@@ -118,7 +129,10 @@ async fn update(
     };
     let password_hash = match body.password {
         Some(pw) => {
-            password::check_policy(&pw).map_err(|reason| AuthError::InvalidInput { field: "password", reason })?;
+            password::check_policy(&pw).map_err(|reason| AuthError::InvalidInput {
+                field: "password",
+                reason,
+            })?;
             Some(hash_off_thread(pw).await?)
         }
         None => None,
@@ -128,7 +142,8 @@ async fn update(
     let user = state
         .db
         .write(move |conn| {
-            let mut user = users::find(conn, &username)?.ok_or_else(|| AuthError::UserNotFound(username.clone()))?;
+            let mut user = users::find(conn, &username)?
+                .ok_or_else(|| AuthError::UserNotFound(username.clone()))?;
             if let Some(role) = body.role {
                 user = users::set_role(conn, &actor, &username, role)?;
             }

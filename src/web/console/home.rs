@@ -25,7 +25,11 @@ async fn home(state: web::Data<AppState>, MaybeSession(session): MaybeSession) -
         .db
         .read(move |conn| {
             let seq: i64 = audit_head::table.select(audit_head::seq).first(conn)?;
-            let user_count = if is_admin { Some(users::count(conn)?) } else { None };
+            let user_count = if is_admin {
+                Some(users::count(conn)?)
+            } else {
+                None
+            };
             Ok::<_, AuthError>((seq, user_count))
         })
         .await;

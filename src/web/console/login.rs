@@ -32,12 +32,24 @@ fn safe_next(next: Option<&str>) -> String {
 }
 
 #[get("/login")]
-async fn show(state: web::Data<AppState>, req: HttpRequest, query: web::Query<LoginQuery>) -> HttpResponse {
+async fn show(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<LoginQuery>,
+) -> HttpResponse {
     let notice = query
         .setup
         .as_deref()
         .map(|_| "The administrator was created. Sign in to continue.");
-    render(&state, &req, StatusCode::OK, query.next.as_deref(), "", None, notice)
+    render(
+        &state,
+        &req,
+        StatusCode::OK,
+        query.next.as_deref(),
+        "",
+        None,
+        notice,
+    )
 }
 
 fn render(
@@ -62,7 +74,12 @@ fn render(
         },
     );
     if fresh {
-        let _ = response.add_cookie(&cookie(FORM_CSRF_COOKIE, csrf, state.config.secure_cookies(), SameSite::Strict));
+        let _ = response.add_cookie(&cookie(
+            FORM_CSRF_COOKIE,
+            csrf,
+            state.config.secure_cookies(),
+            SameSite::Strict,
+        ));
     }
     response
 }
@@ -77,7 +94,11 @@ struct LoginForm {
 }
 
 #[post("/login")]
-async fn submit(state: web::Data<AppState>, req: HttpRequest, form: web::Form<LoginForm>) -> HttpResponse {
+async fn submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<LoginForm>,
+) -> HttpResponse {
     let form = form.into_inner();
     if !form_csrf_ok(&req, &form.csrf_token) {
         return render(
@@ -158,7 +179,12 @@ async fn logout(
     form: web::Form<LogoutForm>,
 ) -> HttpResponse {
     let redirect = |state: &AppState| {
-        let mut gone = cookie(sessions::COOKIE, String::new(), state.config.secure_cookies(), SameSite::Lax);
+        let mut gone = cookie(
+            sessions::COOKIE,
+            String::new(),
+            state.config.secure_cookies(),
+            SameSite::Lax,
+        );
         gone.make_removal();
         HttpResponse::SeeOther()
             .insert_header((header::LOCATION, "/login"))

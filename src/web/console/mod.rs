@@ -14,11 +14,26 @@ use serde::Serialize;
 
 /// Templates, each embedded at compile time.
 const TEMPLATES: &[(&str, &str)] = &[
-    ("base.html", include_str!("../../../frontend/templates/base.html")),
-    ("login.html", include_str!("../../../frontend/templates/login.html")),
-    ("setup.html", include_str!("../../../frontend/templates/setup.html")),
-    ("home.html", include_str!("../../../frontend/templates/home.html")),
-    ("message.html", include_str!("../../../frontend/templates/message.html")),
+    (
+        "base.html",
+        include_str!("../../../frontend/templates/base.html"),
+    ),
+    (
+        "login.html",
+        include_str!("../../../frontend/templates/login.html"),
+    ),
+    (
+        "setup.html",
+        include_str!("../../../frontend/templates/setup.html"),
+    ),
+    (
+        "home.html",
+        include_str!("../../../frontend/templates/home.html"),
+    ),
+    (
+        "message.html",
+        include_str!("../../../frontend/templates/message.html"),
+    ),
 ];
 
 const STYLESHEET: &str = include_str!("../../../frontend/static/tocsin.css");
@@ -97,7 +112,12 @@ async fn stylesheet() -> HttpResponse {
 }
 
 /// A cookie with the attributes every Tocsin cookie shares.
-pub fn cookie(name: &'static str, value: String, secure: bool, same_site: SameSite) -> Cookie<'static> {
+pub fn cookie(
+    name: &'static str,
+    value: String,
+    secure: bool,
+    same_site: SameSite,
+) -> Cookie<'static> {
     Cookie::build(name, value)
         .path("/")
         .http_only(true)

@@ -22,10 +22,18 @@ struct SetupQuery {
 }
 
 #[get("/setup")]
-async fn show(state: web::Data<AppState>, req: HttpRequest, query: web::Query<SetupQuery>) -> HttpResponse {
+async fn show(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<SetupQuery>,
+) -> HttpResponse {
     let token = query.into_inner().token.unwrap_or_default();
     let check = token.clone();
-    match state.db.read(move |conn| setup::is_valid(conn, &check)).await {
+    match state
+        .db
+        .read(move |conn| setup::is_valid(conn, &check))
+        .await
+    {
         Ok(true) => form(&state, &req, StatusCode::OK, &token, "", "", None),
         Ok(false) => invalid(&state),
         Err(err) => state.pages.error(&err.into()),
@@ -60,7 +68,12 @@ fn form(
         },
     );
     if fresh {
-        let _ = response.add_cookie(&cookie(FORM_CSRF_COOKIE, csrf, state.config.secure_cookies(), SameSite::Strict));
+        let _ = response.add_cookie(&cookie(
+            FORM_CSRF_COOKIE,
+            csrf,
+            state.config.secure_cookies(),
+            SameSite::Strict,
+        ));
     }
     response
 }
@@ -77,16 +90,36 @@ struct SetupForm {
 }
 
 #[post("/setup")]
-async fn submit(state: web::Data<AppState>, req: HttpRequest, body: web::Form<SetupForm>) -> HttpResponse {
+async fn submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Form<SetupForm>,
+) -> HttpResponse {
     let f = body.into_inner();
-    let again = |status, error: &str| form(&state, &req, status, &f.token, &f.username, &f.email, Some(error));
+    let again = |status, error: &str| {
+        form(
+            &state,
+            &req,
+            status,
+            &f.token,
+            &f.username,
+            &f.email,
+            Some(error),
+        )
+    };
     if !form_csrf_ok(&req, &f.csrf_token) {
-        return again(StatusCode::FORBIDDEN, "The form expired or was not sent by this site. Please try again.");
+        return again(
+            StatusCode::FORBIDDEN,
+            "The form expired or was not sent by this site. Please try again.",
+        );
     }
     let checked = (|| {
         let username = users::normalize_username(&f.username)?;
         let email = users::normalize_email(Some(&f.email))?;
-        password::check_policy(&f.password).map_err(|reason| AuthError::InvalidInput { field: "password", reason })?;
+        password::check_policy(&f.password).map_err(|reason| AuthError::InvalidInput {
+            field: "password",
+            reason,
+        })?;
         if f.password != f.password_confirm {
             return Err(AuthError::InvalidInput {
                 field: "password_confirm",
@@ -107,7 +140,9 @@ async fn submit(state: web::Data<AppState>, req: HttpRequest, body: web::Form<Se
     let ip = origin(&req).ip;
     let created = state
         .db
-        .write(move |conn| setup::complete(conn, &token, username, email, password_hash, ip.as_deref()))
+        .write(move |conn| {
+            setup::complete(conn, &token, username, email, password_hash, ip.as_deref())
+        })
         .await;
     match created {
         Ok(_) => HttpResponse::SeeOther()
