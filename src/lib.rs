@@ -4,10 +4,12 @@
 //! pausing for a person before any risky action. Every action lands in a hash-chained
 //! audit trail.
 
+pub mod alert;
 pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod ingest;
 pub mod metrics;
 pub mod telemetry;
 pub mod web;
