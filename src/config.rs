@@ -44,6 +44,8 @@ pub struct Config {
     pub log: LogConfig,
     pub http: HttpConfig,
     pub auth: AuthConfig,
+    pub ingest: IngestConfig,
+    pub cases: CasesConfig,
 }
 
 /// Where data lives.
@@ -116,6 +118,105 @@ pub struct AuthConfig {
     pub secure_cookies: SecureCookies,
 }
 
+/// Alert ingestion limits and the group-commit writer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest ingestion request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most events accepted in one request.
+    pub max_events_per_request: usize,
+    /// Requests waiting for the writer before new ones get 503.
+    pub queue_capacity: usize,
+    /// Most alerts committed in one shared transaction.
+    pub max_alerts_per_commit: usize,
+    /// How long a source's settings are cached before being read again, in seconds.
+    pub source_cache_seconds: u64,
+}
+
+/// Deduplication, grouping and SLA targets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CasesConfig {
+    /// A repeat of an alert (same source and fingerprint) within this many minutes of its
+    /// last sighting increments its counter instead of adding a row.
+    pub dedup_window_minutes: u32,
+    /// Alerts with the same correlation key join an open case last seen within this many minutes.
+    pub correlation_window_minutes: u32,
+    /// Time to acknowledge and to resolve, by severity.
+    pub sla: SlaConfig,
+}
+
+/// SLA targets per severity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlaConfig {
+    pub fatal: SlaTarget,
+    pub critical: SlaTarget,
+    pub high: SlaTarget,
+    pub medium: SlaTarget,
+    pub low: SlaTarget,
+    pub informational: SlaTarget,
+    pub unknown: SlaTarget,
+}
+
+/// Minutes to acknowledge (leave `new`) and to resolve; 0 means no target.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SlaTarget {
+    pub ack_minutes: u32,
+    pub resolve_minutes: u32,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_body_bytes: 10 * 1024 * 1024,
+            max_events_per_request: 10_000,
+            queue_capacity: 1024,
+            max_alerts_per_commit: 5_000,
+            source_cache_seconds: 10,
+        }
+    }
+}
+
+impl Default for CasesConfig {
+    fn default() -> Self {
+        CasesConfig {
+            dedup_window_minutes: 60,
+            correlation_window_minutes: 24 * 60,
+            sla: SlaConfig::default(),
+        }
+    }
+}
+
+impl Default for SlaConfig {
+    fn default() -> Self {
+        let t = |ack_minutes, resolve_minutes| SlaTarget {
+            ack_minutes,
+            resolve_minutes,
+        };
+        SlaConfig {
+            fatal: t(15, 4 * 60),
+            critical: t(15, 4 * 60),
+            high: t(60, 24 * 60),
+            medium: t(4 * 60, 3 * 24 * 60),
+            low: t(24 * 60, 7 * 24 * 60),
+            informational: t(0, 0),
+            unknown: t(24 * 60, 7 * 24 * 60),
+        }
+    }
+}
+
+impl Default for SlaTarget {
+    fn default() -> Self {
+        SlaTarget {
+            ack_minutes: 0,
+            resolve_minutes: 0,
+        }
+    }
+}
+
 /// Whether session cookies carry the `Secure` attribute.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -134,6 +235,8 @@ impl Default for Config {
             log: LogConfig::default(),
             http: HttpConfig::default(),
             auth: AuthConfig::default(),
+            ingest: IngestConfig::default(),
+            cases: CasesConfig::default(),
         }
     }
 }
@@ -302,6 +405,26 @@ impl Config {
             return Err(ConfigError::invalid(
                 "http.max_form_bytes",
                 "must be at least 1024",
+            ));
+        }
+        let ingest = &self.ingest;
+        for (key, value) in [
+            ("ingest.max_body_bytes", ingest.max_body_bytes),
+            (
+                "ingest.max_events_per_request",
+                ingest.max_events_per_request,
+            ),
+            ("ingest.queue_capacity", ingest.queue_capacity),
+            ("ingest.max_alerts_per_commit", ingest.max_alerts_per_commit),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
+        if self.cases.dedup_window_minutes == 0 {
+            return Err(ConfigError::invalid(
+                "cases.dedup_window_minutes",
+                "must be at least 1",
             ));
         }
         let auth = &self.auth;

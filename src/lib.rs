@@ -7,6 +7,7 @@
 pub mod alert;
 pub mod audit;
 pub mod auth;
+pub mod cases;
 pub mod config;
 pub mod db;
 pub mod ingest;

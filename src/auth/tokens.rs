@@ -23,9 +23,13 @@ pub struct ApiToken {
     pub name: String,
     /// The first characters of the token, to tell tokens apart.
     pub prefix: String,
+    #[serde(serialize_with = "crate::db::utc::serialize")]
     pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::db::utc::serialize_opt")]
     pub expires_at: Option<NaiveDateTime>,
+    #[serde(serialize_with = "crate::db::utc::serialize_opt")]
     pub last_used_at: Option<NaiveDateTime>,
+    #[serde(serialize_with = "crate::db::utc::serialize_opt")]
     pub revoked_at: Option<NaiveDateTime>,
 }
 

@@ -16,9 +16,13 @@ pub struct User {
     pub username: String,
     pub email: Option<String>,
     pub role: Role,
+    #[serde(serialize_with = "crate::db::utc::serialize")]
     pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::db::utc::serialize")]
     pub updated_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::db::utc::serialize_opt")]
     pub disabled_at: Option<NaiveDateTime>,
+    #[serde(serialize_with = "crate::db::utc::serialize_opt")]
     pub last_login_at: Option<NaiveDateTime>,
 }
 

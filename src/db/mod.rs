@@ -337,3 +337,30 @@ pub fn now() -> chrono::NaiveDateTime {
     use chrono::SubsecRound;
     chrono::Utc::now().naive_utc().trunc_subsecs(6)
 }
+
+/// Serializes stored UTC times as RFC 3339 with a `Z`, the form the API promises.
+pub mod utc {
+    use chrono::NaiveDateTime;
+    use serde::Serializer;
+
+    /// `2026-11-25T10:00:00.123456Z`.
+    pub fn format(t: &NaiveDateTime) -> String {
+        t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    }
+
+    /// For `#[serde(serialize_with = "crate::db::utc::serialize")]`.
+    pub fn serialize<S: Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(t))
+    }
+
+    /// The same for optional times.
+    pub fn serialize_opt<S: Serializer>(
+        t: &Option<NaiveDateTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&format(t)),
+            None => s.serialize_none(),
+        }
+    }
+}

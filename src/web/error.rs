@@ -3,7 +3,9 @@
 
 use crate::audit::AuditError;
 use crate::auth::AuthError;
+use crate::cases::CaseError;
 use crate::db::DbError;
+use crate::ingest::IngestError;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError, UrlencodedError};
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
@@ -19,6 +21,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header.
     pub retry_after: Option<u64>,
+    /// Structured detail, such as which events of a batch were refused.
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -29,6 +33,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            details: None,
         }
     }
 
@@ -60,7 +65,12 @@ impl ApiError {
 
     /// The JSON body.
     pub fn body(&self) -> serde_json::Value {
-        json!({ "error": { "code": self.code, "message": self.message } })
+        match &self.details {
+            Some(details) => {
+                json!({ "error": { "code": self.code, "message": self.message, "details": details } })
+            }
+            None => json!({ "error": { "code": self.code, "message": self.message } }),
+        }
     }
 }
 
@@ -146,6 +156,54 @@ impl From<AuthError> for ApiError {
             AuthError::Hash(_) => ApiError::internal(&message),
             AuthError::Db(db) => db.into(),
             AuthError::Audit(a) => a.into(),
+        }
+    }
+}
+
+impl From<CaseError> for ApiError {
+    fn from(err: CaseError) -> ApiError {
+        use StatusCode as S;
+        let message = err.to_string();
+        match err {
+            CaseError::NotFound(_) | CaseError::AlertNotFound(_) => ApiError::not_found(message),
+            CaseError::Invalid { .. } => ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid", message),
+            CaseError::Conflict(_) => ApiError::new(S::CONFLICT, "conflict", message),
+            CaseError::Db(db) => db.into(),
+            CaseError::Audit(a) => a.into(),
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(err: IngestError) -> ApiError {
+        use StatusCode as S;
+        let message = err.to_string();
+        match err {
+            IngestError::Unauthorized => ApiError::new(S::UNAUTHORIZED, "unauthenticated", message),
+            IngestError::SourceNotFound(_) => ApiError::not_found(message),
+            IngestError::SourceDisabled(_) => {
+                ApiError::new(S::FORBIDDEN, "source_disabled", message)
+            }
+            IngestError::BadSignature => ApiError::new(S::FORBIDDEN, "bad_signature", message),
+            IngestError::Body { .. } => ApiError::bad_request(message),
+            IngestError::Rejected { entries, .. } => {
+                let mut e = ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid", message);
+                e.details = Some(json!({ "entries": entries }));
+                e
+            }
+            IngestError::Invalid { .. } => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid", message)
+            }
+            IngestError::Conflict(_) => ApiError::new(S::CONFLICT, "conflict", message),
+            IngestError::Overloaded => {
+                let mut e = ApiError::new(S::SERVICE_UNAVAILABLE, "overloaded", message);
+                e.retry_after = Some(1);
+                e
+            }
+            IngestError::Internal(_) => ApiError::internal(&message),
+            IngestError::Db(db) => db.into(),
+            IngestError::Audit(a) => a.into(),
+            IngestError::Case(c) => c.into(),
         }
     }
 }

@@ -10,6 +10,8 @@ pub mod health;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Config;
 use crate::db::Db;
+use crate::ingest::sources::SourceCache;
+use crate::ingest::writer::Writer;
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -28,16 +30,31 @@ pub struct AppState {
     pub pages: Arc<console::Pages>,
     /// Base URL for links people follow, without a trailing slash.
     pub public_url: String,
+    /// The group-commit writer for ingested alerts.
+    pub writer: Writer,
+    pub sources: SourceCache,
 }
 
 impl AppState {
-    /// State for a server bound at `bound`.
+    /// State for a server bound at `bound`; starts the ingestion writer, so it must be
+    /// called inside the tokio runtime.
     pub fn new(config: Config, db: Db, bound: Option<std::net::SocketAddr>) -> AppState {
         let throttle = LoginThrottle::new(
             config.auth.login_attempts_per_minute,
             config.auth.login_attempts_per_minute_per_ip,
         );
+        let writer = Writer::start(
+            db.clone(),
+            config.cases.clone(),
+            config.ingest.queue_capacity,
+            config.ingest.max_alerts_per_commit,
+        );
+        let sources = SourceCache::new(std::time::Duration::from_secs(
+            config.ingest.source_cache_seconds,
+        ));
         AppState {
+            writer,
+            sources,
             public_url: config.public_base_url(bound),
             db,
             config: Arc::new(config),

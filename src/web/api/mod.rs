@@ -1,6 +1,11 @@
 //! The JSON API under `/api/v1`, one file per resource.
 
+pub mod alerts;
+pub mod cases;
+pub mod ingest;
 pub mod me;
+pub mod sources;
+pub mod thehive;
 pub mod tokens;
 pub mod users;
 
@@ -12,6 +17,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.configure(me::routes)
         .configure(users::routes)
         .configure(tokens::routes)
+        .configure(ingest::routes)
+        .configure(thehive::routes)
+        .configure(sources::routes)
+        .configure(cases::routes)
+        .configure(alerts::routes)
         .default_service(web::to(not_found));
 }
 

@@ -1,0 +1,500 @@
+//! Reading cases: one case with its alerts, observables and comments, and the case queue
+//! with filters, sorting and cursor paging.
+
+use super::{Case, CaseError, CaseStatus, Disposition};
+use crate::alert::{AlertClass, Observable, ObservableKind, ObservableRole, Severity};
+use crate::db::schema::{
+    alert_observables, alerts, case_comments, case_tags, cases, sources, users,
+};
+use crate::db::DbConn;
+use base64::Engine;
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+/// Every column of a case row.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = cases)]
+pub struct CaseRow {
+    pub id: i64,
+    pub title: String,
+    pub status: String,
+    pub disposition: Option<String>,
+    pub severity: i32,
+    pub assignee_id: Option<i64>,
+    pub correlation_key: String,
+    pub source_id: Option<i64>,
+    pub alert_count: i32,
+    pub first_seen_at: NaiveDateTime,
+    pub last_seen_at: NaiveDateTime,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub acknowledged_at: Option<NaiveDateTime>,
+    pub resolved_at: Option<NaiveDateTime>,
+    pub closed_at: Option<NaiveDateTime>,
+    pub ack_due_at: Option<NaiveDateTime>,
+    pub resolve_due_at: Option<NaiveDateTime>,
+    pub merged_into_id: Option<i64>,
+}
+
+/// Turns rows into cases with their tags, assignee and source names, in row order.
+pub fn hydrate(conn: &mut DbConn, rows: Vec<CaseRow>) -> Result<Vec<Case>, CaseError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let mut tags: HashMap<i64, Vec<String>> = HashMap::new();
+    for (case_id, tag) in case_tags::table
+        .filter(case_tags::case_id.eq_any(&ids))
+        .order((case_tags::case_id, case_tags::tag))
+        .select((case_tags::case_id, case_tags::tag))
+        .load::<(i64, String)>(conn)?
+    {
+        tags.entry(case_id).or_default().push(tag);
+    }
+    let user_ids: Vec<i64> = rows.iter().filter_map(|r| r.assignee_id).collect();
+    let names: HashMap<i64, String> = if user_ids.is_empty() {
+        HashMap::new()
+    } else {
+        users::table
+            .filter(users::id.eq_any(&user_ids))
+            .select((users::id, users::username))
+            .load::<(i64, String)>(conn)?
+            .into_iter()
+            .collect()
+    };
+    let source_ids: Vec<i64> = rows.iter().filter_map(|r| r.source_id).collect();
+    let source_names: HashMap<i64, String> = if source_ids.is_empty() {
+        HashMap::new()
+    } else {
+        sources::table
+            .filter(sources::id.eq_any(&source_ids))
+            .select((sources::id, sources::name))
+            .load::<(i64, String)>(conn)?
+            .into_iter()
+            .collect()
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let severity = Severity::from_id(i64::from(r.severity));
+            Case {
+                id: r.id,
+                title: r.title,
+                status: r.status.parse().unwrap_or(CaseStatus::New),
+                disposition: r.disposition.and_then(|d| d.parse::<Disposition>().ok()),
+                severity,
+                severity_id: severity.id(),
+                assignee: r.assignee_id.and_then(|id| names.get(&id).cloned()),
+                source: r.source_id.and_then(|id| source_names.get(&id).cloned()),
+                correlation_key: r.correlation_key,
+                alert_count: r.alert_count,
+                tags: tags.remove(&r.id).unwrap_or_default(),
+                first_seen_at: r.first_seen_at,
+                last_seen_at: r.last_seen_at,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+                acknowledged_at: r.acknowledged_at,
+                resolved_at: r.resolved_at,
+                closed_at: r.closed_at,
+                ack_due_at: r.ack_due_at,
+                resolve_due_at: r.resolve_due_at,
+                merged_into: r.merged_into_id,
+            }
+        })
+        .collect())
+}
+
+/// One case.
+pub fn get(conn: &mut DbConn, id: i64) -> Result<Case, CaseError> {
+    let row = cases::table
+        .find(id)
+        .select(CaseRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(CaseError::NotFound(id))?;
+    hydrate(conn, vec![row])?
+        .pop()
+        .ok_or(CaseError::NotFound(id))
+}
+
+/// An alert as shown inside a case (without its raw payload).
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertView {
+    pub id: i64,
+    pub case_id: i64,
+    pub source: Option<String>,
+    pub class: Option<AlertClass>,
+    pub class_uid: Option<i32>,
+    pub severity: Severity,
+    pub severity_id: i32,
+    pub state: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub vendor: String,
+    pub product: String,
+    pub rule_id: Option<String>,
+    pub rule_name: Option<String>,
+    pub external_id: Option<String>,
+    pub fingerprint: String,
+    #[serde(serialize_with = "crate::db::utc::serialize_opt")]
+    pub event_time: Option<NaiveDateTime>,
+    #[serde(serialize_with = "crate::db::utc::serialize")]
+    pub received_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::db::utc::serialize")]
+    pub last_seen_at: NaiveDateTime,
+    pub occurrences: i32,
+    pub tags: Vec<String>,
+    pub observables: Vec<Observable>,
+    /// The event exactly as received; only on single-alert reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<Box<serde_json::value::RawValue>>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = alerts)]
+struct AlertRow {
+    id: i64,
+    case_id: i64,
+    source_id: i64,
+    fingerprint: String,
+    class: String,
+    severity: i32,
+    state: String,
+    title: String,
+    description: Option<String>,
+    vendor: String,
+    product: String,
+    rule_id: Option<String>,
+    rule_name: Option<String>,
+    external_id: Option<String>,
+    event_time: Option<NaiveDateTime>,
+    received_at: NaiveDateTime,
+    last_seen_at: NaiveDateTime,
+    occurrences: i32,
+    tags: String,
+}
+
+fn alert_views(conn: &mut DbConn, rows: Vec<AlertRow>) -> Result<Vec<AlertView>, CaseError> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let mut observables: HashMap<i64, Vec<Observable>> = HashMap::new();
+    if !ids.is_empty() {
+        for (alert_id, kind, value, role) in alert_observables::table
+            .filter(alert_observables::alert_id.eq_any(&ids))
+            .order((
+                alert_observables::alert_id,
+                alert_observables::kind,
+                alert_observables::value,
+            ))
+            .select((
+                alert_observables::alert_id,
+                alert_observables::kind,
+                alert_observables::value,
+                alert_observables::role,
+            ))
+            .load::<(i64, String, String, String)>(conn)?
+        {
+            if let Some(kind) = ObservableKind::parse(&kind) {
+                observables.entry(alert_id).or_default().push(Observable {
+                    kind,
+                    value,
+                    role: ObservableRole::parse(&role),
+                });
+            }
+        }
+    }
+    let source_ids: Vec<i64> = rows.iter().map(|r| r.source_id).collect();
+    let names: HashMap<i64, String> = sources::table
+        .filter(sources::id.eq_any(&source_ids))
+        .select((sources::id, sources::name))
+        .load::<(i64, String)>(conn)?
+        .into_iter()
+        .collect();
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let class = AlertClass::parse(&r.class);
+            let severity = Severity::from_id(i64::from(r.severity));
+            AlertView {
+                id: r.id,
+                case_id: r.case_id,
+                source: names.get(&r.source_id).cloned(),
+                class,
+                class_uid: class.map(AlertClass::uid),
+                severity,
+                severity_id: severity.id(),
+                state: r.state,
+                title: r.title,
+                description: r.description,
+                vendor: r.vendor,
+                product: r.product,
+                rule_id: r.rule_id,
+                rule_name: r.rule_name,
+                external_id: r.external_id,
+                fingerprint: r.fingerprint,
+                event_time: r.event_time,
+                received_at: r.received_at,
+                last_seen_at: r.last_seen_at,
+                occurrences: r.occurrences,
+                tags: serde_json::from_str(&r.tags).unwrap_or_default(),
+                observables: observables.remove(&r.id).unwrap_or_default(),
+                raw: None,
+            }
+        })
+        .collect())
+}
+
+/// The alerts of a case, oldest first.
+pub fn case_alerts(conn: &mut DbConn, case_id: i64) -> Result<Vec<AlertView>, CaseError> {
+    let rows = alerts::table
+        .filter(alerts::case_id.eq(case_id))
+        .order(alerts::id.asc())
+        .select(AlertRow::as_select())
+        .load(conn)?;
+    alert_views(conn, rows)
+}
+
+/// One alert with its raw payload.
+pub fn alert(conn: &mut DbConn, id: i64) -> Result<AlertView, CaseError> {
+    let row = alerts::table
+        .find(id)
+        .select(AlertRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(CaseError::AlertNotFound(id))?;
+    let raw: String = alerts::table.find(id).select(alerts::raw).first(conn)?;
+    let mut view = alert_views(conn, vec![row])?
+        .pop()
+        .ok_or(CaseError::AlertNotFound(id))?;
+    view.raw = serde_json::value::RawValue::from_string(raw).ok();
+    Ok(view)
+}
+
+/// A comment on a case.
+#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
+#[diesel(table_name = case_comments)]
+pub struct Comment {
+    pub id: i64,
+    #[serde(skip)]
+    pub case_id: i64,
+    pub author: String,
+    pub body: String,
+    #[serde(serialize_with = "crate::db::utc::serialize")]
+    pub created_at: NaiveDateTime,
+}
+
+/// Comments of a case, oldest first.
+pub fn comments(conn: &mut DbConn, case_id: i64) -> Result<Vec<Comment>, CaseError> {
+    Ok(case_comments::table
+        .filter(case_comments::case_id.eq(case_id))
+        .order(case_comments::id.asc())
+        .select(Comment::as_select())
+        .load(conn)?)
+}
+
+/// Queue orderings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Sort {
+    /// Most recently active first (the default).
+    #[default]
+    #[serde(rename = "-last_seen")]
+    LastSeenDesc,
+    #[serde(rename = "last_seen")]
+    LastSeenAsc,
+    #[serde(rename = "-created")]
+    CreatedDesc,
+    #[serde(rename = "created")]
+    CreatedAsc,
+    /// Most severe first, then newest.
+    #[serde(rename = "-severity")]
+    SeverityDesc,
+}
+
+/// Filters for the queue; every one that is set must match.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub statuses: Vec<CaseStatus>,
+    pub min_severity: Option<Severity>,
+    pub source: Option<String>,
+    /// A username, or `none` for unassigned cases.
+    pub assignee: Option<String>,
+    pub tag: Option<String>,
+    /// Words that must appear in the title (case-insensitive).
+    pub text: Option<String>,
+    /// Include cases merged into others (hidden by default).
+    pub include_merged: bool,
+}
+
+/// One page of the queue.
+#[derive(Debug, Serialize)]
+pub struct Page {
+    pub cases: Vec<Case>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Cursor {
+    /// The sort key of the last case on the page (time text or severity id).
+    k: String,
+    id: i64,
+}
+
+/// Longest page served.
+pub const MAX_LIMIT: i64 = 200;
+
+/// A page of cases matching `filter`, after `cursor`.
+pub fn list(
+    conn: &mut DbConn,
+    filter: &Filter,
+    sort: Sort,
+    limit: i64,
+    cursor: Option<&str>,
+) -> Result<Page, CaseError> {
+    let limit = limit.clamp(1, MAX_LIMIT);
+    let mut q = cases::table.select(CaseRow::as_select()).into_boxed();
+    if !filter.statuses.is_empty() {
+        let names: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        q = q.filter(cases::status.eq_any(names));
+    }
+    if let Some(min) = filter.min_severity {
+        q = q.filter(cases::severity.ge(min.id()));
+    }
+    if let Some(source) = &filter.source {
+        let id: Option<i64> = sources::table
+            .filter(sources::name.eq(source))
+            .select(sources::id)
+            .first(conn)
+            .optional()?;
+        q = q.filter(cases::source_id.eq(id.unwrap_or(-1)));
+    }
+    match filter.assignee.as_deref() {
+        None => {}
+        Some("none") => q = q.filter(cases::assignee_id.is_null()),
+        Some(name) => {
+            let id: Option<i64> = users::table
+                .filter(users::username.eq(name))
+                .select(users::id)
+                .first(conn)
+                .optional()?;
+            q = q.filter(cases::assignee_id.eq(id.unwrap_or(-1)));
+        }
+    }
+    if let Some(tag) = &filter.tag {
+        q = q.filter(
+            cases::id.eq_any(
+                case_tags::table
+                    .filter(case_tags::tag.eq(tag.clone()))
+                    .select(case_tags::case_id),
+            ),
+        );
+    }
+    if let Some(text) = filter
+        .text
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        for word in text.split_whitespace().take(8) {
+            let escaped = word
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            q = q.filter(
+                lower(cases::title)
+                    .like(format!("%{escaped}%"))
+                    .escape('\\'),
+            );
+        }
+    }
+    if !filter.include_merged {
+        q = q.filter(cases::merged_into_id.is_null());
+    }
+    if let Some(raw) = cursor {
+        let c = decode_cursor(raw)?;
+        let bad = || CaseError::invalid("cursor", "is not a cursor from this listing");
+        q = match sort {
+            Sort::SeverityDesc => {
+                let s: i32 = c.k.parse().map_err(|_| bad())?;
+                q.filter(
+                    cases::severity
+                        .lt(s)
+                        .or(cases::severity.eq(s).and(cases::id.lt(c.id))),
+                )
+            }
+            _ => {
+                let t = NaiveDateTime::parse_from_str(&c.k, "%Y-%m-%dT%H:%M:%S%.f")
+                    .map_err(|_| bad())?;
+                match sort {
+                    Sort::LastSeenDesc => q.filter(
+                        cases::last_seen_at
+                            .lt(t)
+                            .or(cases::last_seen_at.eq(t).and(cases::id.lt(c.id))),
+                    ),
+                    Sort::LastSeenAsc => q.filter(
+                        cases::last_seen_at
+                            .gt(t)
+                            .or(cases::last_seen_at.eq(t).and(cases::id.gt(c.id))),
+                    ),
+                    Sort::CreatedDesc => q.filter(
+                        cases::created_at
+                            .lt(t)
+                            .or(cases::created_at.eq(t).and(cases::id.lt(c.id))),
+                    ),
+                    Sort::CreatedAsc | Sort::SeverityDesc => q.filter(
+                        cases::created_at
+                            .gt(t)
+                            .or(cases::created_at.eq(t).and(cases::id.gt(c.id))),
+                    ),
+                }
+            }
+        };
+    }
+    q = match sort {
+        Sort::LastSeenDesc => q.order((cases::last_seen_at.desc(), cases::id.desc())),
+        Sort::LastSeenAsc => q.order((cases::last_seen_at.asc(), cases::id.asc())),
+        Sort::CreatedDesc => q.order((cases::created_at.desc(), cases::id.desc())),
+        Sort::CreatedAsc => q.order((cases::created_at.asc(), cases::id.asc())),
+        Sort::SeverityDesc => q.order((cases::severity.desc(), cases::id.desc())),
+    };
+    let mut rows: Vec<CaseRow> = q.limit(limit + 1).load(conn)?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = match (more, rows.last()) {
+        (true, Some(last)) => {
+            let k = match sort {
+                Sort::SeverityDesc => last.severity.to_string(),
+                Sort::LastSeenDesc | Sort::LastSeenAsc => last
+                    .last_seen_at
+                    .format("%Y-%m-%dT%H:%M:%S%.6f")
+                    .to_string(),
+                Sort::CreatedDesc | Sort::CreatedAsc => {
+                    last.created_at.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+                }
+            };
+            Some(encode_cursor(&Cursor { k, id: last.id }))
+        }
+        _ => None,
+    };
+    Ok(Page {
+        cases: hydrate(conn, rows)?,
+        next_cursor,
+    })
+}
+
+fn encode_cursor(c: &Cursor) -> String {
+    let json = serde_json::to_vec(c).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+fn decode_cursor(raw: &str) -> Result<Cursor, CaseError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| CaseError::invalid("cursor", "is not a cursor from this listing"))
+}
