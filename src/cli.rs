@@ -11,6 +11,8 @@ use tocsin::auth::users::{self, NewUser};
 use tocsin::auth::{password, setup, tokens, AuthError, Role};
 use tocsin::config::{Config, LogFormat};
 use tocsin::db::Db;
+use tocsin::ingest::sources::{self, SourceSecrets};
+use tocsin::ingest::vendors::{SourceConfig, SourceKind};
 use tocsin::web::{self, AppState};
 
 /// Tocsin: security orchestration, automation and response.
@@ -36,6 +38,9 @@ enum Command {
     /// Manage API tokens for automation.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage ingestion sources (where alerts come from).
+    #[command(subcommand)]
+    Source(SourceCommand),
     /// Verify or export the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -121,6 +126,37 @@ enum TokenCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum SourceCommand {
+    /// Create a source and print its ingestion token (and HMAC secret) once.
+    Add {
+        /// The name in the ingestion URL: /api/v1/ingest/NAME (a-z, 0-9, '-', '_').
+        name: String,
+        /// splunk, elastic, sentinel, graph_security, defender_o365, alertmanager, wazuh,
+        /// suricata, proofpoint_tap, thehive or generic.
+        #[arg(long)]
+        kind: SourceKind,
+        /// Require an HMAC-SHA256 signature of every request body (a secret is generated).
+        #[arg(long)]
+        signed: bool,
+        /// JSON file with the source's settings, e.g. {"mapping": {...}} for a generic source.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// List sources.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop accepting events from a source.
+    Disable { name: String },
+    /// Accept events from a disabled source again.
+    Enable { name: String },
+    /// Issue a new token (and HMAC secret); the old ones stop working.
+    Rotate { name: String },
+}
+
+#[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Check the hash chain; exit 1 and name the first bad event if it was tampered with.
     Verify {
@@ -159,6 +195,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Migrate(args) => migrate(&config, args),
         Command::User(cmd) => user(&config, cmd),
         Command::Token(cmd) => token(&config, cmd),
+        Command::Source(cmd) => source(&config, cmd),
         Command::Audit(cmd) => audit_cmd(&config, cmd),
         Command::Config(ConfigCommand::Check) => {
             print!("{}", config.redacted_toml());
@@ -383,6 +420,79 @@ fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
                 "token {} ({}) created for {}; it is shown only this once",
                 created.token.id, created.token.name, username
             );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_secrets(s: &SourceSecrets) {
+    // Secrets alone on stdout as KEY=VALUE lines, so scripts can read them.
+    println!("token={}", s.token);
+    if let Some(secret) = &s.hmac_secret {
+        println!("hmac_secret={secret}");
+    }
+    eprintln!(
+        "source {} ({}): POST events to /api/v1/ingest/{}; the secrets above are shown only this once",
+        s.source.name, s.source.kind, s.source.name
+    );
+}
+
+fn source(config: &Config, cmd: SourceCommand) -> Result<ExitCode> {
+    let db = open_migrated(config)?;
+    let actor = cli_actor();
+    match cmd {
+        SourceCommand::Add {
+            name,
+            kind,
+            signed,
+            config,
+        } => {
+            let settings: SourceConfig = match &config {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    serde_json::from_str(&text).with_context(|| {
+                        format!("{} is not a valid source configuration", path.display())
+                    })?
+                }
+                None => SourceConfig::default(),
+            };
+            let created =
+                db.write_sync(|conn| sources::create(conn, &actor, &name, kind, settings, signed))?;
+            print_secrets(&created);
+        }
+        SourceCommand::List { json } => {
+            let all = db.read_sync(sources::list)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                println!("{:<32} {:<16} {:<8} STATE", "NAME", "KIND", "SIGNED");
+                for s in all {
+                    let state = if s.disabled_at.is_some() {
+                        "disabled"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{:<32} {:<16} {:<8} {state}",
+                        s.name,
+                        s.kind.as_str(),
+                        if s.signed { "yes" } else { "no" }
+                    );
+                }
+            }
+        }
+        SourceCommand::Disable { name } => {
+            db.write_sync(|conn| sources::set_disabled(conn, &actor, &name, true))?;
+            println!("{name} is disabled");
+        }
+        SourceCommand::Enable { name } => {
+            db.write_sync(|conn| sources::set_disabled(conn, &actor, &name, false))?;
+            println!("{name} is enabled");
+        }
+        SourceCommand::Rotate { name } => {
+            let rotated = db.write_sync(|conn| sources::rotate(conn, &actor, &name))?;
+            print_secrets(&rotated);
         }
     }
     Ok(ExitCode::SUCCESS)
