@@ -2,7 +2,7 @@
 //! parsing, and observables whose validation errors name the field they came from.
 
 use super::NormalizeError;
-use crate::alert::{NewAlert, Observable, ObservableKind, ObservableRole};
+use crate::alert::{NewAlert, Observable, ObservableError, ObservableKind, ObservableRole};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 
@@ -182,6 +182,94 @@ pub fn observe_at(
     Ok(())
 }
 
+/// The strings at `pointer`, each with its own pointer for messages: a string (or number or
+/// boolean) gives one, an array gives each element (`/x/0`, `/x/1`, ...); absent, null and
+/// empty values give none. Vendors write multi-valued fields (Splunk multivalue results,
+/// ECS fields) as arrays.
+pub fn opt_strs(v: &Value, pointer: &str) -> Result<Vec<(String, String)>, NormalizeError> {
+    match get(v, pointer) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(items)) => {
+            let mut out = Vec::new();
+            for i in 0..items.len() {
+                let item = format!("{pointer}/{i}");
+                if let Some(s) = opt_str(v, &item)? {
+                    out.push((item, s));
+                }
+            }
+            Ok(out)
+        }
+        Some(_) => Ok(opt_str(v, pointer)?
+            .map(|s| (pointer.to_string(), s))
+            .into_iter()
+            .collect()),
+    }
+}
+
+/// Adds an observable for every string at `pointer` (one value or an array, see
+/// `opt_strs`); an invalid value is an error naming its field.
+pub fn observe_each_at(
+    alert: &mut NewAlert,
+    v: &Value,
+    pointer: &str,
+    kind: ObservableKind,
+    role: Option<ObservableRole>,
+) -> Result<(), NormalizeError> {
+    for (field, value) in opt_strs(v, pointer)? {
+        observe(alert, kind, &value, role, &field)?;
+    }
+    Ok(())
+}
+
+/// Like `observe_each_at`, for free-form text a vendor copies from traffic or logs (an HTTP
+/// Host header, a TLS SNI, a file name): a value that is not a valid observable of `kind`
+/// is skipped rather than refused, so a malformed or hostile value cannot get the alert
+/// itself rejected. A value of the wrong JSON type is still an error.
+pub fn observe_free_form_at(
+    alert: &mut NewAlert,
+    v: &Value,
+    pointer: &str,
+    kind: ObservableKind,
+    role: Option<ObservableRole>,
+) -> Result<(), NormalizeError> {
+    for (_, value) in opt_strs(v, pointer)? {
+        if let Ok(observable) = Observable::new(kind, &value, role) {
+            alert.observe(observable);
+        }
+    }
+    Ok(())
+}
+
+/// An endpoint as source and destination fields often hold one: an IP address when the
+/// value is one, otherwise a host name.
+pub fn address(raw: &str, role: Option<ObservableRole>) -> Result<Observable, ObservableError> {
+    Observable::new(ObservableKind::Ip, raw, role)
+        .or_else(|_| Observable::new(ObservableKind::Host, raw, role))
+}
+
+/// Adds every string at `pointer` as an `address`; a value that is neither an IP address
+/// nor a host name is an error naming its field.
+pub fn observe_address_at(
+    alert: &mut NewAlert,
+    v: &Value,
+    pointer: &str,
+    role: Option<ObservableRole>,
+) -> Result<(), NormalizeError> {
+    for (field, value) in opt_strs(v, pointer)? {
+        let observable = address(&value, role).map_err(|_| {
+            NormalizeError::invalid(
+                &field,
+                format!(
+                    "{:?} is neither an IP address nor a host name",
+                    value.chars().take(200).collect::<String>()
+                ),
+            )
+        })?;
+        alert.observe(observable);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +308,57 @@ mod tests {
         assert_eq!(
             opt_time(&json!({ "t": 1795600800 }), "/t").unwrap(),
             Some(want)
+        );
+    }
+
+    #[test]
+    fn multi_valued_fields() {
+        let v = json!({ "one": "a", "many": ["b", "", null, 7], "bad": [["x"]], "n": null });
+        assert_eq!(
+            opt_strs(&v, "/one").unwrap(),
+            vec![("/one".into(), "a".into())]
+        );
+        assert_eq!(
+            opt_strs(&v, "/many").unwrap(),
+            vec![
+                ("/many/0".into(), "b".into()),
+                ("/many/3".into(), "7".into())
+            ]
+        );
+        assert!(opt_strs(&v, "/n").unwrap().is_empty());
+        assert!(opt_strs(&v, "/absent").unwrap().is_empty());
+        assert_eq!(opt_strs(&v, "/bad").unwrap_err().field, "bad.0");
+    }
+
+    #[test]
+    fn observing_strictly_or_free_form() {
+        use crate::alert::{AlertClass, Severity};
+        let v = json!({ "ips": ["192.0.2.1", "nope"], "hosts": ["evil.example", "a b"], "addr": ["10.0.0.1", "ws-1.corp"] });
+        let mut a = NewAlert::new(AlertClass::DetectionFinding, Severity::Low, "t", "v", "p");
+        let err = observe_each_at(&mut a, &v, "/ips", ObservableKind::Ip, None).unwrap_err();
+        assert_eq!(err.field, "ips.1");
+        observe_free_form_at(&mut a, &v, "/hosts", ObservableKind::Domain, None).unwrap();
+        observe_address_at(&mut a, &v, "/addr", Some(ObservableRole::Src)).unwrap();
+        let got: Vec<_> = a
+            .observables
+            .iter()
+            .map(|o| (o.kind, o.value.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (ObservableKind::Ip, "192.0.2.1"),
+                (ObservableKind::Domain, "evil.example"),
+                (ObservableKind::Ip, "10.0.0.1"),
+                (ObservableKind::Host, "ws-1.corp"),
+            ]
+        );
+        let bad = json!({ "addr": "not an address" });
+        assert_eq!(
+            observe_address_at(&mut a, &bad, "/addr", None)
+                .unwrap_err()
+                .field,
+            "addr"
         );
     }
 }
