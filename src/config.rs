@@ -161,7 +161,7 @@ pub struct SlaConfig {
 }
 
 /// Minutes to acknowledge (leave `new`) and to resolve; 0 means no target.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SlaTarget {
     pub ack_minutes: u32,
@@ -208,14 +208,6 @@ impl Default for SlaConfig {
     }
 }
 
-impl Default for SlaTarget {
-    fn default() -> Self {
-        SlaTarget {
-            ack_minutes: 0,
-            resolve_minutes: 0,
-        }
-    }
-}
 
 /// Whether session cookies carry the `Secure` attribute.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

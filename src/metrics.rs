@@ -22,6 +22,12 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// Labels naming an outcome or reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
 /// Every metric Tocsin exports.
 pub struct Metrics {
     registry: Registry,
@@ -30,6 +36,10 @@ pub struct Metrics {
     pub logins_failed: Counter,
     pub db_pool_connections: Gauge,
     pub db_pool_idle: Gauge,
+    /// Alerts committed, by `stored` or `deduplicated`.
+    pub ingest_alerts: Family<OutcomeLabels, Counter>,
+    /// Ingestion requests refused, by reason.
+    pub ingest_refused: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -74,7 +84,21 @@ impl Metrics {
             "Idle database connections",
             db_pool_idle.clone(),
         );
+        let ingest_alerts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "ingest_alerts",
+            "Alerts committed by ingestion",
+            ingest_alerts.clone(),
+        );
+        let ingest_refused = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "ingest_refused",
+            "Ingestion requests refused",
+            ingest_refused.clone(),
+        );
         Metrics {
+            ingest_alerts,
+            ingest_refused,
             registry,
             http_requests,
             http_duration,

@@ -170,6 +170,19 @@ fn refused_requests_store_nothing_and_are_audited(db: TestDb) {
     assert_eq!(rejected.len(), 7, "{rejected:?}");
     assert_eq!(rejected[0]["details"]["ip"], "127.0.0.1");
     assert!(rejected.iter().any(|e| e["target"] == "source:nosuch"));
+    let metrics = browser()
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for line in [
+        r#"tocsin_ingest_refused_total{outcome="unauthorized"} 3"#,
+        r#"tocsin_ingest_refused_total{outcome="bad_signature"} 3"#,
+        r#"tocsin_ingest_refused_total{outcome="disabled"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 
     // The right signature (and the GitHub-style header) is accepted; `?token=` works for
     // senders that can only be given a URL.

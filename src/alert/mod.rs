@@ -15,7 +15,7 @@ pub use observable::{Observable, ObservableError, ObservableKind, ObservableRole
 pub enum AlertClass {
     /// OCSF 2004: a detection by a security product (SIEM rule, IDS signature, EDR).
     DetectionFinding,
-    /// OCSF 2005: an incident grouping detections (Sentinel incidents, TheHive alerts).
+    /// OCSF 2005: an incident grouping detections (Sentinel incidents).
     IncidentFinding,
     /// OCSF 4009: email seen, delivered, blocked or clicked (Proofpoint, Defender for Office 365).
     EmailActivity,

@@ -5,12 +5,15 @@ use crate::audit::{self, Actor, NewEvent};
 use crate::cases::record::Recorded;
 use crate::ingest::sources::{self, Source};
 use crate::ingest::{body, prepare, signature, IngestError};
+use crate::metrics::OutcomeLabels;
 use crate::web::error::ApiError;
 use crate::web::extract::origin;
 use crate::web::AppState;
 use actix_web::http::header;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde::Serialize;
 use serde_json::json;
 
@@ -83,6 +86,13 @@ pub async fn refuse(
     source: &str,
     err: IngestError,
 ) -> ApiError {
+    let reason = match &err {
+        IngestError::Unauthorized => "unauthorized",
+        IngestError::SourceDisabled(_) => "disabled",
+        IngestError::BadSignature => "bad_signature",
+        _ => "other",
+    };
+    count(&state.metrics.ingest_refused, reason, 1);
     let o = origin(req);
     let details = json!({ "source": source, "reason": err.to_string(), "ip": o.ip, "user_agent": o.user_agent });
     let target = format!("source:{source}");
@@ -134,6 +144,14 @@ pub async fn authorize(
     Ok(source)
 }
 
+fn count(family: &Family<OutcomeLabels, Counter>, outcome: &str, n: usize) {
+    family
+        .get_or_create(&OutcomeLabels {
+            outcome: outcome.to_string(),
+        })
+        .inc_by(n as u64);
+}
+
 /// What an ingestion request returns.
 #[derive(Serialize)]
 pub struct IngestResult {
@@ -154,9 +172,9 @@ pub async fn accept(
     source: &Source,
     events: Vec<body::RawEvent>,
 ) -> Result<IngestResult, ApiError> {
-    let count = events.len();
+    let events_len = events.len();
     // Large batches are normalized off the async workers.
-    let prepared = if count > 64 {
+    let prepared = if events_len > 64 {
         let source = source.clone();
         web::block(move || prepare(&source, &events))
             .await
@@ -164,14 +182,29 @@ pub async fn accept(
     } else {
         prepare(source, &events)?
     };
-    let results = state
-        .writer
-        .submit(source.id, &source.name, prepared)
-        .await?;
+    let results = match state.writer.submit(source.id, &source.name, prepared).await {
+        Ok(r) => r,
+        Err(err) => {
+            let outcome = if matches!(err, IngestError::Overloaded) {
+                "overloaded"
+            } else {
+                "failed"
+            };
+            count(&state.metrics.ingest_refused, outcome, 1);
+            return Err(err.into());
+        }
+    };
+    let deduplicated = results.iter().filter(|r| r.deduplicated).count();
+    count(
+        &state.metrics.ingest_alerts,
+        "stored",
+        results.len() - deduplicated,
+    );
+    count(&state.metrics.ingest_alerts, "deduplicated", deduplicated);
     Ok(IngestResult {
-        events: count,
+        events: events_len,
         alerts: results.len(),
-        deduplicated: results.iter().filter(|r| r.deduplicated).count(),
+        deduplicated,
         cases_created: results.iter().filter(|r| r.case_created).count(),
         results,
     })
