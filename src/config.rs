@@ -1,5 +1,6 @@
 //! One typed configuration, read from `tocsin.toml` and then `TOCSIN_*` environment variables.
 
+use crate::cases::correlate::{CorrelationField, DEFAULT_CORRELATION};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -143,6 +144,8 @@ pub struct CasesConfig {
     pub dedup_window_minutes: u32,
     /// Alerts with the same correlation key join an open case last seen within this many minutes.
     pub correlation_window_minutes: u32,
+    /// What the correlation key is made of.
+    pub correlate_by: Vec<CorrelationField>,
     /// Time to acknowledge and to resolve, by severity.
     pub sla: SlaConfig,
 }
@@ -185,6 +188,7 @@ impl Default for CasesConfig {
         CasesConfig {
             dedup_window_minutes: 60,
             correlation_window_minutes: 24 * 60,
+            correlate_by: DEFAULT_CORRELATION.to_vec(),
             sla: SlaConfig::default(),
         }
     }
@@ -207,7 +211,6 @@ impl Default for SlaConfig {
         }
     }
 }
-
 
 /// Whether session cookies carry the `Secure` attribute.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -412,6 +415,12 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
+        }
+        if self.cases.correlate_by.is_empty() {
+            return Err(ConfigError::invalid(
+                "cases.correlate_by",
+                "name at least one of source, rule, primary_observable, title",
+            ));
         }
         if self.cases.dedup_window_minutes == 0 {
             return Err(ConfigError::invalid(

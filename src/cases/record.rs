@@ -25,10 +25,15 @@ pub struct PreparedAlert {
 
 impl PreparedAlert {
     /// Computes the fingerprint and correlation key for an alert from `source_id`.
-    pub fn new(source_id: i64, alert: NewAlert, raw: String) -> PreparedAlert {
+    pub fn new(
+        source_id: i64,
+        alert: NewAlert,
+        raw: String,
+        correlate_by: &[correlate::CorrelationField],
+    ) -> PreparedAlert {
         PreparedAlert {
             fingerprint: correlate::fingerprint(source_id, &alert),
-            correlation_key: correlate::correlation_key(source_id, &alert),
+            correlation_key: correlate::correlation_key(correlate_by, source_id, &alert),
             alert,
             raw,
         }

@@ -8,6 +8,7 @@ pub mod vendors;
 pub mod writer;
 
 use crate::audit::AuditError;
+use crate::cases::correlate::CorrelationField;
 use crate::cases::record::PreparedAlert;
 use crate::cases::CaseError;
 use crate::db::DbError;
@@ -96,6 +97,7 @@ const MAX_REPORTED: usize = 100;
 pub fn prepare(
     source: &Source,
     events: &[body::RawEvent],
+    correlate_by: &[CorrelationField],
 ) -> Result<Vec<PreparedAlert>, IngestError> {
     let mut prepared = Vec::with_capacity(events.len());
     let mut errors = Vec::new();
@@ -103,7 +105,12 @@ pub fn prepare(
         match vendors::normalize(source.kind, &source.config, &event.value) {
             Ok(alerts) => {
                 for alert in alerts {
-                    prepared.push(PreparedAlert::new(source.id, alert, event.text.clone()));
+                    prepared.push(PreparedAlert::new(
+                        source.id,
+                        alert,
+                        event.text.clone(),
+                        correlate_by,
+                    ));
                 }
             }
             Err(e) => {

@@ -176,11 +176,12 @@ pub async fn accept(
     // Large batches are normalized off the async workers.
     let prepared = if events_len > 64 {
         let source = source.clone();
-        web::block(move || prepare(&source, &events))
+        let by = state.config.cases.correlate_by.clone();
+        web::block(move || prepare(&source, &events, &by))
             .await
             .map_err(|e| ApiError::internal(&e))??
     } else {
-        prepare(source, &events)?
+        prepare(source, &events, &state.config.cases.correlate_by)?
     };
     let results = match state.writer.submit(source.id, &source.name, prepared).await {
         Ok(r) => r,
