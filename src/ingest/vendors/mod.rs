@@ -6,6 +6,7 @@ pub mod defender_o365;
 pub mod elastic;
 pub mod fields;
 pub mod generic;
+pub mod graph_alert;
 pub mod graph_security;
 pub mod proofpoint_tap;
 pub mod sentinel;
