@@ -318,18 +318,23 @@ where
         .map_err(|e| DbError::Migration(e.to_string()))
 }
 
-/// The id of the row just inserted on this connection (SQLite rowid or PostgreSQL sequence).
+diesel::define_sql_function! {
+    /// SQLite: the rowid of the last insert on this connection.
+    fn last_insert_rowid() -> diesel::sql_types::BigInt;
+}
+
+diesel::define_sql_function! {
+    /// PostgreSQL: the value most recently taken from a sequence in this session.
+    fn lastval() -> diesel::sql_types::BigInt;
+}
+
+/// The id of the row just inserted on this connection (SQLite rowid or PostgreSQL
+/// sequence). Written as typed selects so the statement is prepared once and cached.
 pub fn last_insert_id(conn: &mut DbConn) -> QueryResult<i64> {
-    #[derive(QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        id: i64,
+    match conn {
+        DbConn::Sqlite(c) => diesel::select(last_insert_rowid()).get_result(c),
+        DbConn::Postgres(c) => diesel::select(lastval()).get_result(c),
     }
-    let sql = match conn {
-        DbConn::Sqlite(_) => "SELECT last_insert_rowid() AS id",
-        DbConn::Postgres(_) => "SELECT lastval() AS id",
-    };
-    diesel::sql_query(sql).get_result::<Id>(conn).map(|r| r.id)
 }
 
 /// Current UTC time truncated to microseconds, the precision both backends store.
