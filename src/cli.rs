@@ -13,6 +13,8 @@ use tocsin::config::{Config, LogFormat};
 use tocsin::db::Db;
 use tocsin::ingest::sources::{self, SourceSecrets};
 use tocsin::ingest::vendors::{SourceConfig, SourceKind};
+use tocsin::playbooks::library;
+use tocsin::playbooks::validate::Policy;
 use tocsin::web::{self, AppState};
 
 /// Tocsin: security orchestration, automation and response.
@@ -41,6 +43,9 @@ enum Command {
     /// Manage ingestion sources (where alerts come from).
     #[command(subcommand)]
     Source(SourceCommand),
+    /// Validate playbooks and integrations.
+    #[command(subcommand)]
+    Playbook(PlaybookCommand),
     /// Verify or export the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -157,6 +162,16 @@ enum SourceCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum PlaybookCommand {
+    /// Check playbook files (default: every playbook and integration in the configured
+    /// folders); print each problem as FILE:LINE: reason and exit 1 if there is any.
+    Validate {
+        /// Playbook files to check against the configured integrations.
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Check the hash chain; exit 1 and name the first bad event if it was tampered with.
     Verify {
@@ -196,6 +211,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::User(cmd) => user(&config, cmd),
         Command::Token(cmd) => token(&config, cmd),
         Command::Source(cmd) => source(&config, cmd),
+        Command::Playbook(PlaybookCommand::Validate { files }) => {
+            validate_playbooks(&config, &files)
+        }
         Command::Audit(cmd) => audit_cmd(&config, cmd),
         Command::Config(ConfigCommand::Check) => {
             print!("{}", config.redacted_toml());
@@ -423,6 +441,42 @@ fn token(config: &Config, cmd: TokenCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn validate_playbooks(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
+    let pc = &config.playbooks;
+    let policy = Policy {
+        allow_approval_waivers: pc.allow_approval_waivers,
+        allow_approve_on_timeout: pc.allow_approve_on_timeout,
+    };
+    let problems = if files.is_empty() {
+        match library::load(&pc.dir, &pc.integrations_dir, policy) {
+            Ok(lib) => {
+                println!(
+                    "{} playbooks and {} integrations are valid",
+                    lib.playbooks.len(),
+                    lib.integrations.len()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(problems) => problems,
+        }
+    } else {
+        let problems: Vec<_> = files
+            .iter()
+            .flat_map(|f| library::check_file(f, &pc.dir, &pc.integrations_dir, policy))
+            .collect();
+        if problems.is_empty() {
+            println!("{} playbook files are valid", files.len());
+            return Ok(ExitCode::SUCCESS);
+        }
+        problems
+    };
+    for p in &problems {
+        println!("{p}");
+    }
+    eprintln!("{} problems", problems.len());
+    Ok(ExitCode::from(1))
 }
 
 fn print_secrets(s: &SourceSecrets) {

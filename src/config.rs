@@ -47,6 +47,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub ingest: IngestConfig,
     pub cases: CasesConfig,
+    pub playbooks: PlaybooksConfig,
 }
 
 /// Where data lives.
@@ -150,6 +151,31 @@ pub struct CasesConfig {
     pub sla: SlaConfig,
 }
 
+/// Where playbooks and integrations live, and what they may waive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlaybooksConfig {
+    /// Folder of playbook YAML files.
+    pub dir: PathBuf,
+    /// Folder of integration YAML files.
+    pub integrations_dir: PathBuf,
+    /// Allow `waive_approval: true` on containment steps.
+    pub allow_approval_waivers: bool,
+    /// Allow approval gates with `on_timeout: approve`.
+    pub allow_approve_on_timeout: bool,
+}
+
+impl Default for PlaybooksConfig {
+    fn default() -> Self {
+        PlaybooksConfig {
+            dir: PathBuf::from("playbooks"),
+            integrations_dir: PathBuf::from("integrations"),
+            allow_approval_waivers: false,
+            allow_approve_on_timeout: false,
+        }
+    }
+}
+
 /// SLA targets per severity.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -232,6 +258,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             ingest: IngestConfig::default(),
             cases: CasesConfig::default(),
+            playbooks: PlaybooksConfig::default(),
         }
     }
 }

@@ -1,0 +1,3 @@
+//! Connectors to outside products, declared in `integrations/*.yaml`.
+
+pub mod definition;

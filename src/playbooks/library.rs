@@ -1,0 +1,213 @@
+//! Loading playbooks and integrations from their folders. A broken file is refused whole,
+//! with the file, line and reason; nothing is half-loaded.
+
+use super::definition::Playbook;
+use super::validate::{self, Catalog, Policy, Problem};
+use crate::integrations::definition::Integration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A problem in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileProblem {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for FileProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Every playbook and integration, validated.
+#[derive(Debug, Clone, Default)]
+pub struct Library {
+    pub playbooks: BTreeMap<String, (Playbook, PathBuf)>,
+    pub integrations: BTreeMap<String, Integration>,
+}
+
+/// Parses YAML into `T`, turning parser errors into a problem with the line.
+fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, FileProblem> {
+    serde_norway::from_str(text).map_err(|e| FileProblem {
+        file: path.to_path_buf(),
+        line: e.location().map(|l| l.line()),
+        message: e.to_string(),
+    })
+}
+
+fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, FileProblem> {
+    let entries = std::fs::read_dir(dir).map_err(|e| FileProblem {
+        file: dir.to_path_buf(),
+        line: None,
+        message: format!("cannot read the folder: {e}"),
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn read(path: &Path) -> Result<String, FileProblem> {
+    std::fs::read_to_string(path).map_err(|e| FileProblem {
+        file: path.to_path_buf(),
+        line: None,
+        message: format!("cannot read: {e}"),
+    })
+}
+
+fn attach(path: &Path, problems: Vec<Problem>) -> Vec<FileProblem> {
+    problems
+        .into_iter()
+        .map(|p| FileProblem {
+            file: path.to_path_buf(),
+            line: p.line,
+            message: p.message,
+        })
+        .collect()
+}
+
+/// Loads every integration in `integrations_dir` and playbook in `playbooks_dir`.
+/// Returns the library, or every problem found (in all files, not just the first).
+pub fn load(
+    playbooks_dir: &Path,
+    integrations_dir: &Path,
+    policy: Policy,
+) -> Result<Library, Vec<FileProblem>> {
+    let mut problems = Vec::new();
+    let mut library = Library::default();
+    let mut integration_files = Vec::new();
+    match yaml_files(integrations_dir) {
+        Ok(files) => integration_files = files,
+        Err(p) => problems.push(p),
+    }
+    for path in integration_files {
+        let loaded =
+            read(&path).and_then(|text| parse::<Integration>(&path, &text).map(|i| (i, text)));
+        match loaded {
+            Err(p) => problems.push(p),
+            Ok((integration, text)) => {
+                let found = attach(&path, validate::integration(&integration, &text));
+                if !found.is_empty() {
+                    problems.extend(found);
+                } else if library.integrations.contains_key(&integration.id) {
+                    problems.push(FileProblem {
+                        file: path.clone(),
+                        line: Some(1),
+                        message: format!(
+                            "integration id {:?} is already defined by another file",
+                            integration.id
+                        ),
+                    });
+                } else {
+                    library
+                        .integrations
+                        .insert(integration.id.clone(), integration);
+                }
+            }
+        }
+    }
+    let mut parsed = Vec::new();
+    match yaml_files(playbooks_dir) {
+        Ok(files) => {
+            for path in files {
+                match read(&path)
+                    .and_then(|text| parse::<Playbook>(&path, &text).map(|p| (p, text)))
+                {
+                    Ok((pb, text)) => parsed.push((path, pb, text)),
+                    Err(p) => problems.push(p),
+                }
+            }
+        }
+        Err(p) => problems.push(p),
+    }
+    let ids: BTreeSet<String> = parsed.iter().map(|(_, pb, _)| pb.id.clone()).collect();
+    let catalog = Catalog {
+        integrations: &library.integrations,
+        playbook_ids: &ids,
+        policy,
+    };
+    let mut accepted = Vec::new();
+    for (path, pb, text) in parsed {
+        let found = attach(&path, validate::playbook(&pb, &text, &catalog));
+        if found.is_empty() {
+            accepted.push((path, pb));
+        } else {
+            problems.extend(found);
+        }
+    }
+    for (path, pb) in accepted {
+        if library.playbooks.contains_key(&pb.id) {
+            problems.push(FileProblem {
+                file: path,
+                line: Some(1),
+                message: format!("playbook id {:?} is already defined by another file", pb.id),
+            });
+        } else {
+            library.playbooks.insert(pb.id.clone(), (pb, path));
+        }
+    }
+    if problems.is_empty() {
+        Ok(library)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Validates one playbook file against the integrations in `integrations_dir` and the
+/// playbook ids in `playbooks_dir` (for `playbook.run`).
+pub fn check_file(
+    path: &Path,
+    playbooks_dir: &Path,
+    integrations_dir: &Path,
+    policy: Policy,
+) -> Vec<FileProblem> {
+    let mut problems = Vec::new();
+    let mut integrations = BTreeMap::new();
+    match yaml_files(integrations_dir) {
+        Ok(files) => {
+            for file in files {
+                match read(&file).and_then(|text| parse::<Integration>(&file, &text)) {
+                    Ok(i) => {
+                        integrations.insert(i.id.clone(), i);
+                    }
+                    Err(p) => problems.push(p),
+                }
+            }
+        }
+        Err(p) => problems.push(p),
+    }
+    let mut ids = BTreeSet::new();
+    if let Ok(files) = yaml_files(playbooks_dir) {
+        for file in files {
+            if let Ok(pb) = read(&file).and_then(|text| parse::<Playbook>(&file, &text)) {
+                ids.insert(pb.id);
+            }
+        }
+    }
+    let text = match read(path) {
+        Ok(t) => t,
+        Err(p) => return vec![p],
+    };
+    match parse::<Playbook>(path, &text) {
+        Err(p) => problems.push(p),
+        Ok(pb) => {
+            ids.insert(pb.id.clone());
+            let catalog = Catalog {
+                integrations: &integrations,
+                playbook_ids: &ids,
+                policy,
+            };
+            problems.extend(attach(path, validate::playbook(&pb, &text, &catalog)));
+        }
+    }
+    problems
+}
