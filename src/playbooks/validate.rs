@@ -355,6 +355,18 @@ fn check_step(
             .get(integration)
             .map(|i| (i, i.actions.get(action)))
         {
+            None if ["case", "notify", "http", "playbook"].contains(&integration) => c.at(
+                line,
+                format!(
+                    "step {id:?} uses {:?}: no such built-in; built-ins are {}",
+                    step.uses,
+                    builtins::BUILTINS
+                        .iter()
+                        .map(|b| b.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
             None => c.at(
                 line,
                 format!(
