@@ -40,6 +40,8 @@ pub struct Metrics {
     pub ingest_alerts: Family<OutcomeLabels, Counter>,
     /// Ingestion requests refused, by reason.
     pub ingest_refused: Family<OutcomeLabels, Counter>,
+    /// The group-commit writer's counters.
+    pub writer: crate::ingest::writer::Stats,
 }
 
 impl Default for Metrics {
@@ -96,7 +98,19 @@ impl Metrics {
             "Ingestion requests refused",
             ingest_refused.clone(),
         );
+        let writer = crate::ingest::writer::Stats::default();
+        registry.register(
+            "ingest_commits",
+            "Group-commit transactions",
+            writer.commits.clone(),
+        );
+        registry.register(
+            "ingest_committed_requests",
+            "Ingestion requests answered by group commits",
+            writer.requests.clone(),
+        );
         Metrics {
+            writer,
             ingest_alerts,
             ingest_refused,
             registry,

@@ -440,6 +440,16 @@ fn concurrent_requests_are_all_committed(db: TestDb) {
     }
     assert_eq!(count(&db, "alerts"), 8 * 25 * 4);
     assert_eq!(count(&db, "cases"), 8 * 25 * 4);
+    let metrics = browser()
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("tocsin_ingest_committed_requests_total 200"),
+        "{metrics}"
+    );
     assert!(db.run_ok(&["audit", "verify"]).contains("intact"));
 }
 

@@ -43,11 +43,13 @@ impl AppState {
             config.auth.login_attempts_per_minute,
             config.auth.login_attempts_per_minute_per_ip,
         );
+        let metrics = Metrics::new();
         let writer = Writer::start(
             db.clone(),
             config.cases.clone(),
             config.ingest.queue_capacity,
             config.ingest.max_alerts_per_commit,
+            metrics.writer.clone(),
         );
         let sources = SourceCache::new(std::time::Duration::from_secs(
             config.ingest.source_cache_seconds,
@@ -58,7 +60,7 @@ impl AppState {
             public_url: config.public_base_url(bound),
             db,
             config: Arc::new(config),
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(metrics),
             throttle: Arc::new(throttle),
             pages: Arc::new(console::Pages::new()),
         }
