@@ -11,6 +11,8 @@ pub mod cases;
 pub mod config;
 pub mod db;
 pub mod ingest;
+pub mod jsonpath;
 pub mod metrics;
+pub mod playbooks;
 pub mod telemetry;
 pub mod web;
