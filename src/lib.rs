@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod ingest;
 pub mod integrations;
+pub mod jsonpath;
 pub mod metrics;
 pub mod playbooks;
 pub mod telemetry;

@@ -253,6 +253,20 @@ fn each_kind_of_broken_playbook_is_refused_with_file_line_and_reason() {
         7,
         "with.body",
     );
+    d.refused(
+        "condition.yaml",
+        &with_step("  - id: b\n    uses: noop\n    if: \"$.case.severity_id >>> 3\"\n"),
+        7,
+        "position",
+    );
+    d.refused(
+        "typo-root.yaml",
+        &with_step(
+            "  - id: b\n    uses: case.comment\n    with: { body: \"${{ $.csae.title }}\" }\n",
+        ),
+        7,
+        "csae",
+    );
     // Containment is gated; waivers need policy; approvers must be responders.
     let block = "  - id: b\n    uses: fw.block\n    with: { ip: 1.2.3.4, reason: test }\n";
     d.refused(

@@ -106,7 +106,7 @@ pub struct Step {
     /// Steps that must finish first; steps without `needs` follow the previous step.
     #[serde(default)]
     pub needs: Option<Vec<String>>,
-    /// Output name → template over the step's result (`$.output...`).
+    /// Output name → template; the step's own result is `$.steps.<this id>.output`.
     #[serde(default)]
     pub outputs: BTreeMap<String, String>,
     /// A template whose value identifies the side effect, so a step caught mid-flight by

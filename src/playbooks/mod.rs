@@ -1,7 +1,8 @@
-//! Playbooks: definitions in `playbooks/*.yaml`, their validation, and the library of
-//! playbooks and integrations loaded at start.
+//! Playbooks: definitions in `playbooks/*.yaml`, the template and condition language,
+//! validation, and the library of playbooks and integrations loaded at start.
 
 pub mod builtins;
 pub mod definition;
+pub mod expr;
 pub mod library;
 pub mod validate;

@@ -621,8 +621,10 @@ fn check_action_refs(
     }
 }
 
-/// Adapter between validation and the expression language.
+/// Adapter between validation and the expression language: parse, and list which steps
+/// and inputs an expression refers to.
 mod exprs {
+    use crate::playbooks::expr::{self, Condition, Reference, Template};
     use serde_json::Value;
 
     /// What an expression refers to.
@@ -632,74 +634,49 @@ mod exprs {
         pub inputs: Vec<String>,
     }
 
-    fn scan(s: &str, refs: &mut Refs) {
-        for (prefix, out) in [
-            ("$.steps.", &mut refs.steps),
-            ("$.inputs.", &mut refs.inputs),
-        ] {
-            let mut rest = s;
-            while let Some(i) = rest.find(prefix) {
-                rest = &rest[i + prefix.len()..];
-                let name: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-                    .collect();
-                if !name.is_empty() {
-                    out.push(name);
-                }
+    fn collect(refs: Vec<Reference>, source: &str) -> Refs {
+        let mut out = Refs::default();
+        for r in refs {
+            if let (Some("steps"), Some(step)) = (r.root.as_deref(), r.step) {
+                out.steps.push(step);
             }
         }
+        // Input names are read from the text: references only name the root for them.
+        let mut rest = source;
+        while let Some(i) = rest.find("$.inputs.") {
+            rest = &rest[i + "$.inputs.".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                .collect();
+            if !name.is_empty() {
+                out.inputs.push(name);
+            }
+        }
+        out
     }
 
-    /// Checks a template and lists its references.
+    /// Parses a template and lists its references.
     pub fn template_refs(s: &str) -> Result<Refs, String> {
-        let opens = s.matches("${{").count();
-        let closes = s.matches("}}").count();
-        if opens != closes {
-            return Err("unbalanced ${{ ... }}".into());
-        }
-        let mut refs = Refs::default();
-        scan(s, &mut refs);
-        Ok(refs)
+        let t = Template::parse(s).map_err(|e| e.to_string())?;
+        Ok(collect(t.references(), s))
     }
 
-    /// Checks a condition and lists its references.
+    /// Parses a condition and lists its references.
     pub fn condition_refs(s: &str) -> Result<Refs, String> {
-        if s.trim().is_empty() {
-            return Err("empty condition".into());
-        }
-        let mut refs = Refs::default();
-        scan(s, &mut refs);
-        Ok(refs)
+        let c = Condition::parse(s).map_err(|e| e.to_string())?;
+        Ok(collect(c.references(), s))
     }
 
-    /// Checks every template inside a JSON value.
+    /// Parses every template inside a JSON value and lists their references.
     pub fn value_refs(v: &Value) -> Result<Refs, String> {
-        let mut all = Refs::default();
-        match v {
-            Value::String(s) => return template_refs(s),
-            Value::Array(items) => {
-                for item in items {
-                    let r = value_refs(item)?;
-                    all.steps.extend(r.steps);
-                    all.inputs.extend(r.inputs);
-                }
-            }
-            Value::Object(map) => {
-                for item in map.values() {
-                    let r = value_refs(item)?;
-                    all.steps.extend(r.steps);
-                    all.inputs.extend(r.inputs);
-                }
-            }
-            _ => {}
-        }
-        Ok(all)
+        let t = expr::parse_value(v).map_err(|e| e.to_string())?;
+        Ok(collect(t.references(), &v.to_string()))
     }
 
-    /// Checks a bare JSONPath.
+    /// Parses a bare JSONPath (integration outputs, evaluated over a response).
     pub fn json_path(s: &str) -> Result<(), String> {
-        jsonpath_rust::parser::parse_json_path(s)
+        crate::jsonpath::Query::parse(s)
             .map(|_| ())
             .map_err(|e| e.to_string())
     }

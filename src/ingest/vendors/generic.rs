@@ -58,9 +58,7 @@
 use super::fields;
 use super::NormalizeError;
 use crate::alert::{AlertClass, NewAlert, ObservableKind, ObservableRole, Severity};
-use jsonpath_rust::parser::model::JpQuery;
-use jsonpath_rust::parser::parse_json_path;
-use jsonpath_rust::query::js_path_process;
+use crate::jsonpath::Query;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -170,13 +168,6 @@ impl fmt::Debug for GenericMapping {
     }
 }
 
-/// A parsed JSONPath with its text, for messages.
-#[derive(Debug)]
-struct Query {
-    text: String,
-    parsed: JpQuery,
-}
-
 /// A mapping with every expression parsed.
 #[derive(Debug)]
 struct Compiled {
@@ -203,13 +194,7 @@ fn compile(key: &str, text: &str) -> Result<Query, NormalizeError> {
             "must be a JSONPath expression such as $.alert.name".into(),
         ));
     }
-    match parse_json_path(text.trim()) {
-        Ok(parsed) => Ok(Query {
-            text: text.trim().to_string(),
-            parsed,
-        }),
-        Err(e) => Err(error(format!("{text:?} is not a valid JSONPath: {e}"))),
-    }
+    Query::parse(text).map_err(|e| error(format!("{text:?} is not a valid JSONPath: {e}")))
 }
 
 fn compile_opt(key: &str, text: &Option<String>) -> Result<Option<Query>, NormalizeError> {
@@ -294,8 +279,8 @@ struct Found<'a> {
 
 /// Every non-null value `query` yields in `event`.
 fn find<'a>(query: &Query, event: &'a Value) -> Result<Vec<Found<'a>>, NormalizeError> {
-    let refs = js_path_process(&query.parsed, event).map_err(|e| NormalizeError {
-        field: query.text.clone(),
+    let refs = query.find(event).map_err(|e| NormalizeError {
+        field: query.text().to_string(),
         reason: format!("could not be evaluated: {e}"),
     })?;
     Ok(refs
@@ -361,7 +346,7 @@ fn flatten<'a>(found: Vec<Found<'a>>) -> Vec<Found<'a>> {
 pub fn normalize(mapping: &GenericMapping, event: &Value) -> Result<Vec<NewAlert>, NormalizeError> {
     let c = mapping.compiled()?;
     let title = first(Some(&c.title), event)?.ok_or_else(|| NormalizeError {
-        field: c.title.text.clone(),
+        field: c.title.text().to_string(),
         reason: "is required (the title expression found no value)".into(),
     })?;
     let severity =
