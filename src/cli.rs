@@ -140,7 +140,7 @@ enum SourceCommand {
         signed: bool,
         /// JSON file with the source's settings, e.g. {"mapping": {...}} for a generic source.
         #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
+        settings: Option<PathBuf>,
     },
     /// List sources.
     List {
@@ -445,9 +445,9 @@ fn source(config: &Config, cmd: SourceCommand) -> Result<ExitCode> {
             name,
             kind,
             signed,
-            config,
+            settings,
         } => {
-            let settings: SourceConfig = match &config {
+            let settings: SourceConfig = match &settings {
                 Some(path) => {
                     let text = std::fs::read_to_string(path)
                         .with_context(|| format!("reading {}", path.display()))?;
