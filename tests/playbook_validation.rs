@@ -267,6 +267,14 @@ fn each_kind_of_broken_playbook_is_refused_with_file_line_and_reason() {
         7,
         "csae",
     );
+    d.refused(
+        "output-outside.yaml",
+        &with_step(
+            "  - id: b\n    uses: case.comment\n    with: { body: \"${{ $.output.x }}\" }\n",
+        ),
+        7,
+        "only `outputs:` may read",
+    );
     // Containment is gated; waivers need policy; approvers must be responders.
     let block = "  - id: b\n    uses: fw.block\n    with: { ip: 1.2.3.4, reason: test }\n";
     d.refused(

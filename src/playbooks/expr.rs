@@ -12,6 +12,7 @@
 //! | `steps`   | `steps.<id>.output` and `steps.<id>.status` of steps already run |
 //! | `item`    | the current element of a `foreach`                              |
 //! | `run`     | the run itself                                                   |
+//! | `output`  | in a step's `outputs:` only: that step's own result               |
 //!
 //! Values are read with JSONPath (RFC 9535 syntax): `$.case.title`,
 //! `$.alerts[*].observables[?@.type == 'url'].value`, `$.steps['vt'].output`. A path
@@ -146,8 +147,8 @@ pub const MAX_TEMPLATE_LEN: usize = 64 * 1024;
 /// arrays and objects in a templated structure.
 pub const MAX_DEPTH: usize = 64;
 /// The top-level keys of the run context a path may name.
-pub const ROOTS: [&str; 7] = [
-    "case", "alerts", "trigger", "inputs", "steps", "item", "run",
+pub const ROOTS: [&str; 8] = [
+    "case", "alerts", "trigger", "inputs", "steps", "item", "run", "output",
 ];
 /// Compiled size limit for `matches` patterns, so one pattern cannot take much memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -1795,7 +1796,7 @@ mod tests {
         assert_eq!(
             template_err("${{ $.csae.title }}"),
             "position 5: unknown context key 'csae' in $.csae.title: expected one of case, \
-             alerts, trigger, inputs, steps, item, run"
+             alerts, trigger, inputs, steps, item, run, output"
         );
         assert!(template_err("${{ $.alerts[?@.a == $.nope.b] }}")
             .contains("unknown context key 'nope'"));

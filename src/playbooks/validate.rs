@@ -287,6 +287,12 @@ fn check_step(
                       allow_self: bool| match refs {
         Err(e) => c.at(line, format!("step {id:?} {what}: {e}")),
         Ok(refs) => {
+            if refs.output && !allow_self {
+                c.at(
+                    line,
+                    format!("step {id:?} {what} uses `$.output`, which only `outputs:` may read"),
+                );
+            }
             for r in refs.steps {
                 if !known.contains(r.as_str()) {
                     c.at(
@@ -603,10 +609,10 @@ fn check_action_refs(
     refs: exprs::Refs,
     inputs: &[String],
 ) {
-    if !refs.steps.is_empty() {
+    if !refs.steps.is_empty() || refs.output {
         c.at(
             line,
-            format!("action {action:?} {what}: actions see only `$.inputs`, not steps"),
+            format!("action {action:?} {what}: actions see only `$.inputs`"),
         );
     }
     for name in refs.inputs {
@@ -632,11 +638,16 @@ mod exprs {
     pub struct Refs {
         pub steps: Vec<String>,
         pub inputs: Vec<String>,
+        /// Uses `$.output`, the step's own result, which only `outputs:` may read.
+        pub output: bool,
     }
 
     fn collect(refs: Vec<Reference>, source: &str) -> Refs {
         let mut out = Refs::default();
         for r in refs {
+            if r.root.as_deref() == Some("output") {
+                out.output = true;
+            }
             if let (Some("steps"), Some(step)) = (r.root.as_deref(), r.step) {
                 out.steps.push(step);
             }
