@@ -9,6 +9,7 @@ pub mod verify;
 
 use crate::db::schema::{audit_events, audit_head};
 use crate::db::{DbConn, DbError};
+use crate::on_backend;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
@@ -143,13 +144,15 @@ pub struct AuditEvent {
 pub fn append(conn: &mut DbConn, event: NewEvent) -> Result<i64, AuditError> {
     // Bumping the head first takes its row lock (PostgreSQL) or the write lock (SQLite)
     // before the previous hash is read, so two appenders cannot fork the chain.
-    diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
-        .set(audit_head::seq.eq(audit_head::seq + 1))
-        .execute(conn)?;
-    let (seq, prev_hash): (i64, String) = audit_head::table
+    on_backend!(conn, |c| diesel::update(
+        audit_head::table.filter(audit_head::id.eq(1))
+    )
+    .set(audit_head::seq.eq(audit_head::seq + 1))
+    .execute(c))?;
+    let (seq, prev_hash): (i64, String) = on_backend!(conn, |c| audit_head::table
         .filter(audit_head::id.eq(1))
         .select((audit_head::seq, audit_head::hash))
-        .first(conn)?;
+        .first(c))?;
     let details = serde_json::to_string(&event.details)?;
     let occurred_at = crate::db::now();
     let hash = event_hash(
@@ -162,7 +165,7 @@ pub fn append(conn: &mut DbConn, event: NewEvent) -> Result<i64, AuditError> {
         &details,
         &prev_hash,
     );
-    diesel::insert_into(audit_events::table)
+    on_backend!(conn, |c| diesel::insert_into(audit_events::table)
         .values((
             audit_events::seq.eq(seq),
             audit_events::occurred_at.eq(occurred_at),
@@ -174,10 +177,12 @@ pub fn append(conn: &mut DbConn, event: NewEvent) -> Result<i64, AuditError> {
             audit_events::prev_hash.eq(&prev_hash),
             audit_events::hash.eq(&hash),
         ))
-        .execute(conn)?;
-    diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
-        .set(audit_head::hash.eq(&hash))
-        .execute(conn)?;
+        .execute(c))?;
+    on_backend!(conn, |c| diesel::update(
+        audit_head::table.filter(audit_head::id.eq(1))
+    )
+    .set(audit_head::hash.eq(&hash))
+    .execute(c))?;
     Ok(seq)
 }
 

@@ -8,6 +8,7 @@ use crate::audit::{self, Actor, NewEvent};
 use crate::config::{CasesConfig, SlaTarget};
 use crate::db::schema::{alert_observables, alerts, cases};
 use crate::db::{last_insert_id, DbConn};
+use crate::on_backend;
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 use serde::Serialize;
@@ -95,23 +96,23 @@ pub fn record(
             AlertState::Active => "active",
             AlertState::Resolved => "resolved",
         };
-        let existing: Option<(i64, i64, i32)> = alerts::table
+        let existing: Option<(i64, i64, i32)> = on_backend!(conn, |c| alerts::table
             .filter(alerts::source_id.eq(source_id))
             .filter(alerts::fingerprint.eq(&p.fingerprint))
             .filter(alerts::last_seen_at.ge(dedup_since))
             .order(alerts::last_seen_at.desc())
             .select((alerts::id, alerts::case_id, alerts::severity))
-            .first(conn)
-            .optional()?;
+            .first(c)
+            .optional())?;
         if let Some((alert_id, case_id, old_severity)) = existing {
-            diesel::update(alerts::table.find(alert_id))
+            on_backend!(conn, |c| diesel::update(alerts::table.find(alert_id))
                 .set((
                     alerts::occurrences.eq(alerts::occurrences + 1),
                     alerts::last_seen_at.eq(now),
                     alerts::state.eq(state),
                     alerts::severity.eq(severity.max(old_severity)),
                 ))
-                .execute(conn)?;
+                .execute(c))?;
             touch_case(conn, config, case_id, p.alert.severity, now, false)?;
             out.push(Recorded {
                 alert_id,
@@ -122,7 +123,7 @@ pub fn record(
             continue;
         }
 
-        let open_case: Option<i64> = cases::table
+        let open_case: Option<i64> = on_backend!(conn, |c| cases::table
             .filter(cases::correlation_key.eq(&p.correlation_key))
             .filter(cases::status.ne("resolved"))
             .filter(cases::status.ne("closed"))
@@ -130,8 +131,8 @@ pub fn record(
             .filter(cases::last_seen_at.ge(group_since))
             .order(cases::last_seen_at.desc())
             .select(cases::id)
-            .first(conn)
-            .optional()?;
+            .first(c)
+            .optional())?;
         let (case_id, case_created) = match open_case {
             Some(id) => {
                 touch_case(conn, config, id, p.alert.severity, now, true)?;
@@ -143,7 +144,7 @@ pub fn record(
             ),
         };
 
-        diesel::insert_into(alerts::table)
+        on_backend!(conn, |c| diesel::insert_into(alerts::table)
             .values((
                 alerts::case_id.eq(case_id),
                 alerts::source_id.eq(source_id),
@@ -166,19 +167,19 @@ pub fn record(
                     .eq(serde_json::to_string(&p.alert.tags).unwrap_or_else(|_| "[]".into())),
                 alerts::raw.eq(&p.raw),
             ))
-            .execute(conn)?;
+            .execute(c))?;
         let alert_id = last_insert_id(conn)?;
         // One row at a time: the multi-backend connection has no batch insert, and each
         // statement is prepared once and cached.
         for o in &p.alert.observables {
-            diesel::insert_into(alert_observables::table)
+            on_backend!(conn, |c| diesel::insert_into(alert_observables::table)
                 .values((
                     alert_observables::alert_id.eq(alert_id),
                     alert_observables::kind.eq(o.kind.as_str()),
                     alert_observables::value.eq(o.value.as_str()),
                     alert_observables::role.eq(o.role.map_or("related", |r| r.as_str())),
                 ))
-                .execute(conn)?;
+                .execute(c))?;
         }
         out.push(Recorded {
             alert_id,
@@ -199,7 +200,7 @@ fn open_case_for(
     now: NaiveDateTime,
 ) -> Result<i64, CaseError> {
     let (ack_due, resolve_due) = due_times(config, p.alert.severity, now);
-    diesel::insert_into(cases::table)
+    on_backend!(conn, |c| diesel::insert_into(cases::table)
         .values((
             cases::title.eq(&p.alert.title),
             cases::status.eq("new"),
@@ -214,7 +215,7 @@ fn open_case_for(
             cases::ack_due_at.eq(ack_due),
             cases::resolve_due_at.eq(resolve_due),
         ))
-        .execute(conn)?;
+        .execute(c))?;
     let case_id = last_insert_id(conn)?;
     audit::append(
         conn,
@@ -248,7 +249,7 @@ fn touch_case(
         NaiveDateTime,
         Option<NaiveDateTime>,
         Option<NaiveDateTime>,
-    ) = cases::table
+    ) = on_backend!(conn, |c| cases::table
         .find(case_id)
         .select((
             cases::severity,
@@ -256,7 +257,7 @@ fn touch_case(
             cases::ack_due_at,
             cases::resolve_due_at,
         ))
-        .first(conn)?;
+        .first(c))?;
     let increment = i32::from(new_alert);
     if severity.id() > current {
         let (new_ack, new_resolve) = due_times(config, severity, created_at);
@@ -264,7 +265,7 @@ fn touch_case(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        diesel::update(cases::table.find(case_id))
+        on_backend!(conn, |c| diesel::update(cases::table.find(case_id))
             .set((
                 cases::severity.eq(severity.id()),
                 cases::ack_due_at.eq(earlier(ack_due, new_ack)),
@@ -273,15 +274,15 @@ fn touch_case(
                 cases::updated_at.eq(now),
                 cases::alert_count.eq(cases::alert_count + increment),
             ))
-            .execute(conn)?;
+            .execute(c))?;
     } else {
-        diesel::update(cases::table.find(case_id))
+        on_backend!(conn, |c| diesel::update(cases::table.find(case_id))
             .set((
                 cases::last_seen_at.eq(now),
                 cases::updated_at.eq(now),
                 cases::alert_count.eq(cases::alert_count + increment),
             ))
-            .execute(conn)?;
+            .execute(c))?;
     }
     Ok(())
 }

@@ -16,6 +16,20 @@ use std::time::Duration;
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
+/// Runs one diesel expression on the backend's own connection: `on_backend!(conn, |c| q.execute(c))`.
+/// The query is still written once and compiled for each backend; going through the
+/// inner connection lets diesel reuse the prepared statement without rendering its SQL
+/// again, which the multi-backend wrapper does on every call. Used on hot paths.
+#[macro_export]
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match &mut *$conn {
+            $crate::db::DbConn::Sqlite($c) => $body,
+            $crate::db::DbConn::Postgres($c) => $body,
+        }
+    };
+}
+
 /// Arbitrary but fixed key for the PostgreSQL advisory lock that serializes migrations
 /// when several processes start at once.
 const MIGRATION_LOCK_KEY: i64 = 0x7_0c51_4e00;
