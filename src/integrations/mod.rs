@@ -1,3 +1,5 @@
 //! Connectors to outside products, declared in `integrations/*.yaml`.
 
 pub mod definition;
+pub mod executor;
+pub mod secrets;
