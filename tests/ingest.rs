@@ -332,6 +332,39 @@ fn repeats_are_counted_and_related_alerts_grouped(db: TestDb) {
     );
     assert_eq!(r7["cases_created"], 1);
     assert_eq!(db.audit_with_action("case.created").len(), 4);
+
+    // Within one request: three alerts for one key make one case counting all three, with
+    // the highest severity; a repeat inside the batch is counted, not added.
+    let mut severe = hive("e-2", "Lateral movement", "198.51.100.77");
+    severe["severity"] = json!(4);
+    let batch = json!([
+        hive("e-1", "Lateral movement", "198.51.100.77"),
+        severe,
+        hive("e-3", "Lateral movement", "198.51.100.77"),
+        hive("e-1", "Lateral movement", "198.51.100.77")
+    ]);
+    let (status, body) = post(&server, "/api/v1/ingest/hive", &token, batch.to_string());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cases_created"], 1);
+    assert_eq!(body["deduplicated"], 1);
+    let case_id = body["results"][0]["case_id"].as_i64().unwrap();
+    assert!(body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["case_id"] == case_id));
+    assert_eq!(
+        db.query_i64(&format!(
+            "SELECT CAST(alert_count AS BIGINT) AS n FROM cases WHERE id = {case_id}"
+        )),
+        3
+    );
+    assert_eq!(
+        db.query_i64(&format!(
+            "SELECT CAST(severity AS BIGINT) AS n FROM cases WHERE id = {case_id}"
+        )),
+        5
+    );
 }
 
 fn alertmanager_resolution_updates_the_alert(db: TestDb) {

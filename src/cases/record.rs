@@ -7,7 +7,7 @@ use crate::alert::{AlertState, NewAlert, Severity};
 use crate::audit::{self, Actor, NewEvent};
 use crate::config::{CasesConfig, SlaTarget};
 use crate::db::schema::{alert_observables, alerts, cases};
-use crate::db::{last_insert_id, DbConn};
+use crate::db::DbConn;
 use crate::on_backend;
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
@@ -90,6 +90,9 @@ pub fn record(
     let dedup_since = now - Duration::minutes(i64::from(config.dedup_window_minutes));
     let group_since = now - Duration::minutes(i64::from(config.correlation_window_minutes));
     let mut out = Vec::with_capacity(batch.len());
+    // Case updates are gathered and written once per case at the end of the batch: many
+    // alerts of a batch land in the same few cases.
+    let mut touches: std::collections::BTreeMap<i64, Touch> = std::collections::BTreeMap::new();
     for p in batch {
         let severity = p.alert.severity.id();
         let state = match p.alert.state {
@@ -113,7 +116,10 @@ pub fn record(
                     alerts::severity.eq(severity.max(old_severity)),
                 ))
                 .execute(c))?;
-            touch_case(conn, config, case_id, p.alert.severity, now, false)?;
+            touches
+                .entry(case_id)
+                .or_default()
+                .add(p.alert.severity, false);
             out.push(Recorded {
                 alert_id,
                 case_id,
@@ -135,7 +141,7 @@ pub fn record(
             .optional())?;
         let (case_id, case_created) = match open_case {
             Some(id) => {
-                touch_case(conn, config, id, p.alert.severity, now, true)?;
+                touches.entry(id).or_default().add(p.alert.severity, true);
                 (id, false)
             }
             None => (
@@ -144,7 +150,7 @@ pub fn record(
             ),
         };
 
-        on_backend!(conn, |c| diesel::insert_into(alerts::table)
+        let alert_id = on_backend!(conn, |c| diesel::insert_into(alerts::table)
             .values((
                 alerts::case_id.eq(case_id),
                 alerts::source_id.eq(source_id),
@@ -167,18 +173,26 @@ pub fn record(
                     .eq(serde_json::to_string(&p.alert.tags).unwrap_or_else(|_| "[]".into())),
                 alerts::raw.eq(&p.raw),
             ))
-            .execute(c))?;
-        let alert_id = last_insert_id(conn)?;
-        // One row at a time: the multi-backend connection has no batch insert, and each
-        // statement is prepared once and cached.
-        for o in &p.alert.observables {
+            .returning(alerts::id)
+            .get_result::<i64>(c))?;
+        if !p.alert.observables.is_empty() {
+            // One multi-row insert on the backend's own connection (the multi-backend
+            // wrapper cannot batch).
+            let rows: Vec<_> = p
+                .alert
+                .observables
+                .iter()
+                .map(|o| {
+                    (
+                        alert_observables::alert_id.eq(alert_id),
+                        alert_observables::kind.eq(o.kind.as_str()),
+                        alert_observables::value.eq(o.value.as_str()),
+                        alert_observables::role.eq(o.role.map_or("related", |r| r.as_str())),
+                    )
+                })
+                .collect();
             on_backend!(conn, |c| diesel::insert_into(alert_observables::table)
-                .values((
-                    alert_observables::alert_id.eq(alert_id),
-                    alert_observables::kind.eq(o.kind.as_str()),
-                    alert_observables::value.eq(o.value.as_str()),
-                    alert_observables::role.eq(o.role.map_or("related", |r| r.as_str())),
-                ))
+                .values(&rows)
                 .execute(c))?;
         }
         out.push(Recorded {
@@ -188,7 +202,26 @@ pub fn record(
             case_created,
         });
     }
+    for (case_id, touch) in touches {
+        touch_case(conn, config, case_id, touch, now)?;
+    }
     Ok(out)
+}
+
+/// What a batch did to one case.
+#[derive(Debug, Default, Clone, Copy)]
+struct Touch {
+    /// The highest severity among the batch's alerts for the case.
+    severity: Option<Severity>,
+    /// New alerts added (repeats do not count).
+    new_alerts: i32,
+}
+
+impl Touch {
+    fn add(&mut self, severity: Severity, new_alert: bool) {
+        self.severity = Some(self.severity.map_or(severity, |s| s.max(severity)));
+        self.new_alerts += i32::from(new_alert);
+    }
 }
 
 fn open_case_for(
@@ -200,7 +233,7 @@ fn open_case_for(
     now: NaiveDateTime,
 ) -> Result<i64, CaseError> {
     let (ack_due, resolve_due) = due_times(config, p.alert.severity, now);
-    on_backend!(conn, |c| diesel::insert_into(cases::table)
+    let case_id = on_backend!(conn, |c| diesel::insert_into(cases::table)
         .values((
             cases::title.eq(&p.alert.title),
             cases::status.eq("new"),
@@ -215,8 +248,8 @@ fn open_case_for(
             cases::ack_due_at.eq(ack_due),
             cases::resolve_due_at.eq(resolve_due),
         ))
-        .execute(c))?;
-    let case_id = last_insert_id(conn)?;
+        .returning(cases::id)
+        .get_result::<i64>(c))?;
     audit::append(
         conn,
         NewEvent::new(
@@ -234,16 +267,16 @@ fn open_case_for(
     Ok(case_id)
 }
 
-/// A new or repeated alert on a case: bump last-seen, raise severity (tightening SLA due
-/// times to the new severity's targets), and count the alert when it is a new one.
+/// Alerts new or repeated on a case: bump last-seen, raise severity (tightening SLA due
+/// times to the new severity's targets), and count the new alerts.
 fn touch_case(
     conn: &mut DbConn,
     config: &CasesConfig,
     case_id: i64,
-    severity: Severity,
+    touch: Touch,
     now: NaiveDateTime,
-    new_alert: bool,
 ) -> Result<(), CaseError> {
+    let severity = touch.severity.unwrap_or(Severity::Unknown);
     let (current, created_at, ack_due, resolve_due): (
         i32,
         NaiveDateTime,
@@ -258,7 +291,7 @@ fn touch_case(
             cases::resolve_due_at,
         ))
         .first(c))?;
-    let increment = i32::from(new_alert);
+    let increment = touch.new_alerts;
     if severity.id() > current {
         let (new_ack, new_resolve) = due_times(config, severity, created_at);
         let earlier = |a: Option<NaiveDateTime>, b: Option<NaiveDateTime>| match (a, b) {
