@@ -75,21 +75,16 @@ fn attach(path: &Path, problems: Vec<Problem>) -> Vec<FileProblem> {
         .collect()
 }
 
-/// Loads every integration in `integrations_dir` and playbook in `playbooks_dir`.
-/// Returns the library, or every problem found (in all files, not just the first).
-pub fn load(
-    playbooks_dir: &Path,
-    integrations_dir: &Path,
-    policy: Policy,
-) -> Result<Library, Vec<FileProblem>> {
+/// Parses and validates every integration in `dir`; an invalid or duplicate one is left
+/// out and reported.
+fn load_integrations(dir: &Path) -> (BTreeMap<String, Integration>, Vec<FileProblem>) {
     let mut problems = Vec::new();
-    let mut library = Library::default();
-    let mut integration_files = Vec::new();
-    match yaml_files(integrations_dir) {
-        Ok(files) => integration_files = files,
-        Err(p) => problems.push(p),
-    }
-    for path in integration_files {
+    let mut integrations = BTreeMap::new();
+    let files = match yaml_files(dir) {
+        Ok(files) => files,
+        Err(p) => return (integrations, vec![p]),
+    };
+    for path in files {
         let loaded =
             read(&path).and_then(|text| parse::<Integration>(&path, &text).map(|i| (i, text)));
         match loaded {
@@ -98,7 +93,7 @@ pub fn load(
                 let found = attach(&path, validate::integration(&integration, &text));
                 if !found.is_empty() {
                     problems.extend(found);
-                } else if library.integrations.contains_key(&integration.id) {
+                } else if integrations.contains_key(&integration.id) {
                     problems.push(FileProblem {
                         file: path.clone(),
                         line: Some(1),
@@ -108,13 +103,26 @@ pub fn load(
                         ),
                     });
                 } else {
-                    library
-                        .integrations
-                        .insert(integration.id.clone(), integration);
+                    integrations.insert(integration.id.clone(), integration);
                 }
             }
         }
     }
+    (integrations, problems)
+}
+
+/// Loads every integration in `integrations_dir` and playbook in `playbooks_dir`.
+/// Returns the library, or every problem found (in all files, not just the first).
+pub fn load(
+    playbooks_dir: &Path,
+    integrations_dir: &Path,
+    policy: Policy,
+) -> Result<Library, Vec<FileProblem>> {
+    let (integrations, mut problems) = load_integrations(integrations_dir);
+    let mut library = Library {
+        integrations,
+        ..Library::default()
+    };
     let mut parsed = Vec::new();
     match yaml_files(playbooks_dir) {
         Ok(files) => {
@@ -170,21 +178,7 @@ pub fn check_file(
     integrations_dir: &Path,
     policy: Policy,
 ) -> Vec<FileProblem> {
-    let mut problems = Vec::new();
-    let mut integrations = BTreeMap::new();
-    match yaml_files(integrations_dir) {
-        Ok(files) => {
-            for file in files {
-                match read(&file).and_then(|text| parse::<Integration>(&file, &text)) {
-                    Ok(i) => {
-                        integrations.insert(i.id.clone(), i);
-                    }
-                    Err(p) => problems.push(p),
-                }
-            }
-        }
-        Err(p) => problems.push(p),
-    }
+    let (integrations, mut problems) = load_integrations(integrations_dir);
     let mut ids = BTreeSet::new();
     if let Ok(files) = yaml_files(playbooks_dir) {
         for file in files {
