@@ -306,10 +306,9 @@ pub fn merge(
         ));
     }
     let into = query::get(conn, target)?;
-    if into.merged_into.is_some() {
+    if let Some(parent) = into.merged_into {
         return Err(CaseError::Conflict(format!(
-            "case {target} was itself merged into case {}",
-            into.merged_into.unwrap_or_default()
+            "case {target} was itself merged into case {parent}"
         )));
     }
     let t = now();
@@ -325,10 +324,9 @@ pub fn merge(
             ));
         }
         let from = query::get(conn, other)?;
-        if from.merged_into.is_some() {
+        if let Some(parent) = from.merged_into {
             return Err(CaseError::Conflict(format!(
-                "case {other} is already merged into case {}",
-                from.merged_into.unwrap_or_default()
+                "case {other} is already merged into case {parent}"
             )));
         }
         severity = severity.max(from.severity);
