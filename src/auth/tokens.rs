@@ -109,17 +109,10 @@ pub fn lookup(conn: &mut DbConn, secret: &str) -> Result<Option<(User, ApiToken)
     Ok(found.map(|(token, row)| (row.into(), token)))
 }
 
-/// Records use, at most once a minute per token to keep reads cheap.
-pub fn touch(conn: &mut DbConn, token: &ApiToken) -> Result<(), AuthError> {
-    let t = now();
-    if token
-        .last_used_at
-        .is_some_and(|last| t - last < Duration::minutes(1))
-    {
-        return Ok(());
-    }
-    diesel::update(api_tokens::table.find(token.id))
-        .set(api_tokens::last_used_at.eq(t))
+/// Records that the token was just used.
+pub fn touch(conn: &mut DbConn, token_id: i64) -> Result<(), AuthError> {
+    diesel::update(api_tokens::table.find(token_id))
+        .set(api_tokens::last_used_at.eq(now()))
         .execute(conn)?;
     Ok(())
 }

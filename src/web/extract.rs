@@ -16,8 +16,13 @@ use std::pin::Pin;
 /// Header that carries the CSRF token on cookie-authenticated API calls.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-/// Sessions are touched at most this often, so reads stay reads.
+/// Sessions and API tokens record their use at most this often, so reads stay reads.
 const TOUCH_EVERY_SECS: i64 = 60;
+
+/// Whether a last-use time is old enough to be written again.
+fn stale(last: Option<chrono::NaiveDateTime>) -> bool {
+    last.is_none_or(|t| crate::db::now() - t > Duration::seconds(TOUCH_EVERY_SECS))
+}
 
 /// An authenticated API caller.
 pub struct Authenticated(pub Principal);
@@ -61,19 +66,11 @@ fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
 
 async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     let state = app_state(req)?;
-    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
-        let secret = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(|s| s.trim().to_string())
-            .ok_or_else(|| {
-                ApiError::from(AuthError::Unauthenticated)
-                    .with_message("the Authorization header must be `Bearer <API token>`")
-            })?;
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        let secret = bearer_token(req).ok_or_else(|| {
+            ApiError::from(AuthError::Unauthenticated)
+                .with_message("the Authorization header must be `Bearer <API token>`")
+        })?;
         let found = state
             .db
             .read(move |conn| tokens::lookup(conn, &secret))
@@ -82,11 +79,10 @@ async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
             return Err(ApiError::from(AuthError::Unauthenticated)
                 .with_message("invalid, revoked or expired API token"));
         };
-        let touched = token.clone();
-        state
-            .db
-            .write(move |conn| tokens::touch(conn, &touched))
-            .await?;
+        if stale(token.last_used_at) {
+            let id = token.id;
+            state.db.write(move |conn| tokens::touch(conn, id)).await?;
+        }
         return Ok(Principal {
             user,
             method: AuthMethod::Token {
@@ -130,7 +126,7 @@ async fn session(
         .read(move |conn| sessions::lookup(conn, &cookie_value, idle))
         .await?;
     if let Some(active) = &found {
-        if crate::db::now() - active.last_seen_at > Duration::seconds(TOUCH_EVERY_SECS) {
+        if stale(Some(active.last_seen_at)) {
             let id_hash = active.id_hash.clone();
             state
                 .db
@@ -139,6 +135,15 @@ async fn session(
         }
     }
     Ok(found)
+}
+
+/// The token of an `Authorization: Bearer <token>` header, if the request has one.
+pub fn bearer_token(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(|s| s.trim().to_string())
 }
 
 /// Methods that must not change state, so they need no CSRF token.

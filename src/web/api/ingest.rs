@@ -7,9 +7,8 @@ use crate::ingest::sources::{self, Source};
 use crate::ingest::{body, prepare, signature, IngestError};
 use crate::metrics::OutcomeLabels;
 use crate::web::error::ApiError;
-use crate::web::extract::origin;
+use crate::web::extract::{bearer_token, origin};
 use crate::web::AppState;
-use actix_web::http::header;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use prometheus_client::metrics::counter::Counter;
@@ -28,18 +27,14 @@ pub const TOKEN_HEADER: &str = "x-tocsin-token";
 /// The ingestion token: `Authorization: Bearer`, `X-Tocsin-Token`, or `?token=` for senders
 /// that can only be given a URL (Splunk's webhook action).
 pub fn token_of(req: &HttpRequest) -> Option<String> {
-    let headers = req.headers();
-    if let Some(bearer) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-    {
-        return Some(bearer.trim().to_string());
+    if let Some(bearer) = bearer_token(req) {
+        return Some(bearer);
     }
-    if let Some(t) = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) {
+    if let Some(t) = req
+        .headers()
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
         return Some(t.trim().to_string());
     }
     url::form_urlencoded::parse(req.query_string().as_bytes())

@@ -9,8 +9,8 @@ use crate::ingest::sources;
 use crate::ingest::vendors::SourceKind;
 use crate::ingest::{body, IngestError};
 use crate::web::error::ApiError;
+use crate::web::extract::bearer_token;
 use crate::web::AppState;
-use actix_web::http::header;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use serde_json::json;
 
@@ -26,16 +26,7 @@ async fn create_alert(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(payload, state.config.ingest.max_body_bytes).await?;
-    let key = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
+    let key = bearer_token(&req).unwrap_or_default();
     let lookup = key.clone();
     let found = if key.is_empty() {
         None
