@@ -263,7 +263,12 @@ fn serve(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
         let addr = config.listen_addr()?;
         let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
         let bound = listener.local_addr()?;
-        let state = actix_web::web::Data::new(AppState::new(config, db.clone(), Some(bound)));
+        let mut state = AppState::new(config, db.clone(), Some(bound));
+        if state.config.engine.enabled {
+            let engine = start_engine(&state).await?;
+            state.engine = Some(engine);
+        }
+        let state = actix_web::web::Data::new(state);
 
         let lifetime = chrono::Duration::minutes(i64::from(state.config.auth.setup_link_minutes));
         let link = db.write(move |conn| setup::issue_if_no_users(conn, lifetime)).await?;
@@ -284,6 +289,58 @@ fn serve(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
         tracing::info!("tocsin stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Loads playbooks and integrations (refusing to start on any problem, so nothing is
+/// half-loaded) and starts the engine's loops.
+async fn start_engine(
+    state: &AppState,
+) -> Result<std::sync::Arc<tocsin::playbooks::engine::Engine>> {
+    use tocsin::integrations::executor::Executor;
+    use tocsin::integrations::secrets::Secrets;
+    use tocsin::playbooks::engine::{Engine, Settings};
+    let pc = &state.config.playbooks;
+    let policy = Policy {
+        allow_approval_waivers: pc.allow_approval_waivers,
+        allow_approve_on_timeout: pc.allow_approve_on_timeout,
+    };
+    for dir in [&pc.dir, &pc.integrations_dir] {
+        if !dir.is_dir() {
+            tracing::warn!(folder = %dir.display(), "no such folder: nothing loaded from it");
+        }
+    }
+    let lib = match library::load(&pc.dir, &pc.integrations_dir, policy) {
+        Ok(lib) => lib,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            anyhow::bail!(
+                "{} problem(s) in playbooks or integrations; fix them (tocsin playbook validate) or set engine.enabled = false",
+                problems.len()
+            );
+        }
+    };
+    let secrets =
+        Secrets::load(pc.secrets_file.as_deref()).context("reading integration secrets")?;
+    let executor = Executor::new(lib.integrations.clone(), secrets, Default::default())
+        .map_err(|e| anyhow::anyhow!("integrations: {e}"))?;
+    let engine = Engine::new(
+        state.db.clone(),
+        Settings::from_config(&state.config),
+        state.bus.clone(),
+        &lib,
+        executor,
+    )
+    .await
+    .context("starting the playbook engine")?;
+    engine.start();
+    tracing::info!(
+        playbooks = lib.playbooks.len(),
+        integrations = lib.integrations.len(),
+        "playbook engine started"
+    );
+    Ok(engine)
 }
 
 /// Housekeeping that keeps tables and memory bounded.
@@ -449,6 +506,12 @@ fn validate_playbooks(config: &Config, files: &[PathBuf]) -> Result<ExitCode> {
         allow_approval_waivers: pc.allow_approval_waivers,
         allow_approve_on_timeout: pc.allow_approve_on_timeout,
     };
+    for dir in [&pc.dir, &pc.integrations_dir] {
+        if !dir.is_dir() {
+            eprintln!("{}: no such folder", dir.display());
+            return Ok(ExitCode::from(1));
+        }
+    }
     let problems = if files.is_empty() {
         match library::load(&pc.dir, &pc.integrations_dir, policy) {
             Ok(lib) => {

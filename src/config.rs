@@ -48,6 +48,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub cases: CasesConfig,
     pub playbooks: PlaybooksConfig,
+    pub engine: EngineConfig,
 }
 
 /// Where data lives.
@@ -163,6 +164,9 @@ pub struct PlaybooksConfig {
     pub allow_approval_waivers: bool,
     /// Allow approval gates with `on_timeout: approve`.
     pub allow_approve_on_timeout: bool,
+    /// A TOML file of integration secrets (`NAME = "value"`), read besides the
+    /// `TOCSIN_SECRET_<NAME>` environment variables; keep it readable by Tocsin only.
+    pub secrets_file: Option<PathBuf>,
 }
 
 impl Default for PlaybooksConfig {
@@ -172,6 +176,36 @@ impl Default for PlaybooksConfig {
             integrations_dir: PathBuf::from("integrations"),
             allow_approval_waivers: false,
             allow_approve_on_timeout: false,
+            secrets_file: None,
+        }
+    }
+}
+
+/// The playbook engine in `serve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Run playbooks in this process (false: serve HTTP only).
+    pub enabled: bool,
+    /// Runs driven at once by this process.
+    pub max_concurrent_runs: usize,
+    /// Seconds a process holds a run before another may take it over (renewed while it
+    /// works); after a crash, its runs resume once this has passed.
+    pub lease_seconds: u32,
+    /// Longest a step attempt may take when the step sets no `timeout`, e.g. `10m`.
+    pub default_step_timeout: String,
+    /// Most alerts of a case put in a run's context (`$.alerts`), newest first.
+    pub max_context_alerts: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            enabled: true,
+            max_concurrent_runs: 256,
+            lease_seconds: 30,
+            default_step_timeout: "10m".into(),
+            max_context_alerts: 100,
         }
     }
 }
@@ -259,6 +293,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             cases: CasesConfig::default(),
             playbooks: PlaybooksConfig::default(),
+            engine: EngineConfig::default(),
         }
     }
 }
@@ -314,6 +349,14 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("TOCSIN_DATABASE_POOL_SIZE", "database.pool_size"),
     ("TOCSIN_LOG_FORMAT", "log.format"),
     ("TOCSIN_LOG_LEVEL", "log.level"),
+    ("TOCSIN_ENGINE_ENABLED", "engine.enabled"),
+    ("TOCSIN_ENGINE_LEASE_SECONDS", "engine.lease_seconds"),
+    ("TOCSIN_PLAYBOOKS_DIR", "playbooks.dir"),
+    (
+        "TOCSIN_PLAYBOOKS_INTEGRATIONS_DIR",
+        "playbooks.integrations_dir",
+    ),
+    ("TOCSIN_SECRETS_FILE", "playbooks.secrets_file"),
 ];
 
 impl Config {
@@ -389,6 +432,17 @@ impl Config {
                     }
                 }
                 "log.level" => self.log.level = value,
+                "engine.enabled" => {
+                    self.engine.enabled =
+                        value.parse().map_err(|e| bad(format!("{e}: {value:?}")))?
+                }
+                "engine.lease_seconds" => {
+                    self.engine.lease_seconds =
+                        value.parse().map_err(|e| bad(format!("{e}: {value:?}")))?
+                }
+                "playbooks.dir" => self.playbooks.dir = value.into(),
+                "playbooks.integrations_dir" => self.playbooks.integrations_dir = value.into(),
+                "playbooks.secrets_file" => self.playbooks.secrets_file = Some(value.into()),
                 _ => {}
             }
         }
@@ -414,6 +468,24 @@ impl Config {
                     format!("must be an http or https URL, got {url:?}"),
                 ));
             }
+        }
+        if self.engine.max_concurrent_runs == 0 {
+            return Err(ConfigError::invalid(
+                "engine.max_concurrent_runs",
+                "must be at least 1",
+            ));
+        }
+        if self.engine.lease_seconds < 2 {
+            return Err(ConfigError::invalid(
+                "engine.lease_seconds",
+                "must be at least 2",
+            ));
+        }
+        if let Err(e) = humantime::parse_duration(&self.engine.default_step_timeout) {
+            return Err(ConfigError::invalid(
+                "engine.default_step_timeout",
+                format!("{e}: {:?}", self.engine.default_step_timeout),
+            ));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::invalid("log.level", e.to_string()))?;

@@ -5,11 +5,13 @@
 //! audit trail.
 
 pub mod alert;
+pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod cases;
 pub mod config;
 pub mod db;
+pub mod events;
 pub mod ingest;
 pub mod integrations;
 pub mod jsonpath;

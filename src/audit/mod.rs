@@ -87,6 +87,14 @@ impl Actor {
         }
     }
 
+    /// A playbook run, identified as `playbook-id#run-id`.
+    pub fn playbook(playbook: &str, run_id: i64) -> Actor {
+        Actor {
+            kind: ActorKind::Playbook,
+            id: format!("{playbook}#{run_id}"),
+        }
+    }
+
     /// Tocsin itself, or an operator at the command line (`system` / `cli`).
     pub fn system(id: &str) -> Actor {
         Actor {

@@ -257,6 +257,21 @@ pub fn case_alerts(conn: &mut DbConn, case_id: i64) -> Result<Vec<AlertView>, Ca
     alert_views(conn, rows)
 }
 
+/// The newest `limit` alerts of a case, newest first.
+pub fn recent_alerts(
+    conn: &mut DbConn,
+    case_id: i64,
+    limit: i64,
+) -> Result<Vec<AlertView>, CaseError> {
+    let rows = alerts::table
+        .filter(alerts::case_id.eq(case_id))
+        .order(alerts::id.desc())
+        .limit(limit)
+        .select(AlertRow::as_select())
+        .load(conn)?;
+    alert_views(conn, rows)
+}
+
 /// One alert with its raw payload.
 pub fn alert(conn: &mut DbConn, id: i64) -> Result<AlertView, CaseError> {
     let row = alerts::table

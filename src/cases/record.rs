@@ -8,6 +8,7 @@ use crate::audit::{self, Actor, NewEvent};
 use crate::config::{CasesConfig, SlaTarget};
 use crate::db::schema::{alert_observables, alerts, cases};
 use crate::db::{last_insert_id, DbConn};
+use crate::events::{Bus, EventKind};
 use crate::on_backend;
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
@@ -78,10 +79,12 @@ pub fn due_times(
     (due(target.ack_minutes), due(target.resolve_minutes))
 }
 
-/// Records alerts from one source at time `now`, in the caller's transaction.
+/// Records alerts from one source at time `now`, in the caller's transaction, with the
+/// `case.created` and `alert.ingested` events that playbooks listen to.
 pub fn record(
     conn: &mut DbConn,
     config: &CasesConfig,
+    bus: &Bus,
     source_id: i64,
     source_name: &str,
     batch: &[PreparedAlert],
@@ -144,10 +147,17 @@ pub fn record(
                 touches.entry(id).or_default().add(p.alert.severity, true);
                 (id, false)
             }
-            None => (
-                open_case_for(conn, config, source_id, source_name, p, now)?,
-                true,
-            ),
+            None => {
+                let id = open_case_for(conn, config, source_id, source_name, p, now)?;
+                bus.emit(
+                    conn,
+                    EventKind::CaseCreated,
+                    Some(id),
+                    None,
+                    &json!({ "source": source_name }),
+                )?;
+                (id, true)
+            }
         };
 
         on_backend!(conn, |c| diesel::insert_into(alerts::table)
@@ -187,6 +197,13 @@ pub fn record(
                 ))
                 .execute(c))?;
         }
+        bus.emit(
+            conn,
+            EventKind::AlertIngested,
+            Some(case_id),
+            Some(alert_id),
+            &json!({ "source": source_name, "case_created": case_created }),
+        )?;
         out.push(Recorded {
             alert_id,
             case_id,

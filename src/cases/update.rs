@@ -9,6 +9,7 @@ use crate::audit::{self, Actor, NewEvent};
 use crate::config::CasesConfig;
 use crate::db::schema::{alerts, case_comments, case_tags, cases, users};
 use crate::db::{last_insert_id, now, DbConn};
+use crate::events::{Bus, EventKind};
 use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -40,10 +41,12 @@ fn clean_tag(tag: &str) -> Result<String, CaseError> {
     Ok(t)
 }
 
-/// Applies a change and records `case.updated` with what changed (from → to).
+/// Applies a change and records `case.updated` with what changed (from → to), as an
+/// audit event and as the event playbooks listen to.
 pub fn apply(
     conn: &mut DbConn,
     config: &CasesConfig,
+    bus: &Bus,
     actor: &Actor,
     id: i64,
     change: CaseChange,
@@ -191,22 +194,37 @@ pub fn apply(
         diesel::update(cases::table.find(id))
             .set(cases::updated_at.eq(t))
             .execute(conn)?;
+        let changed = Value::Object(changed);
+        emit_updated(conn, bus, actor, id, &changed)?;
         audit::append(
             conn,
-            NewEvent::new(
-                actor,
-                "case.updated",
-                format!("case:{id}"),
-                Value::Object(changed),
-            ),
+            NewEvent::new(actor, "case.updated", format!("case:{id}"), changed),
         )?;
     }
     query::get(conn, id)
 }
 
+/// Writes the `case.updated` trigger. Changes made by playbooks fire none, so a playbook
+/// that updates cases cannot trigger itself in a loop.
+fn emit_updated(
+    conn: &mut DbConn,
+    bus: &Bus,
+    actor: &Actor,
+    id: i64,
+    changed: &Value,
+) -> Result<(), CaseError> {
+    if actor.kind != audit::ActorKind::Playbook {
+        let details =
+            json!({ "by": format!("{}:{}", actor.kind.as_str(), actor.id), "changed": changed });
+        bus.emit(conn, EventKind::CaseUpdated, Some(id), None, &details)?;
+    }
+    Ok(())
+}
+
 /// Assigns the case to a user (`None` unassigns) and records `case.assigned`.
 pub fn assign(
     conn: &mut DbConn,
+    bus: &Bus,
     actor: &Actor,
     id: i64,
     assignee: Option<&str>,
@@ -238,6 +256,8 @@ pub fn assign(
     diesel::update(cases::table.find(id))
         .set((cases::assignee_id.eq(user_id), cases::updated_at.eq(now())))
         .execute(conn)?;
+    let changed = json!({ "assignee": { "from": before.assignee, "to": assignee } });
+    emit_updated(conn, bus, actor, id, &changed)?;
     audit::append(
         conn,
         NewEvent::new(

@@ -351,6 +351,25 @@ pub fn last_insert_id(conn: &mut DbConn) -> QueryResult<i64> {
     }
 }
 
+/// Runs `f` inside a savepoint of the caller's transaction: if it fails, its writes are
+/// undone and the transaction goes on (used where a failure is itself recorded).
+pub fn savepoint<T, E>(
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<Result<T, E>, diesel::result::Error> {
+    conn.batch_execute("SAVEPOINT tocsin_step")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.batch_execute("RELEASE SAVEPOINT tocsin_step")?;
+            Ok(Ok(v))
+        }
+        Err(e) => {
+            conn.batch_execute("ROLLBACK TO SAVEPOINT tocsin_step; RELEASE SAVEPOINT tocsin_step")?;
+            Ok(Err(e))
+        }
+    }
+}
+
 /// Current UTC time truncated to microseconds, the precision both backends store.
 pub fn now() -> chrono::NaiveDateTime {
     use chrono::SubsecRound;

@@ -163,6 +163,135 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    engine_events (id) {
+        id -> BigInt,
+        kind -> Text,
+        case_id -> Nullable<BigInt>,
+        alert_id -> Nullable<BigInt>,
+        details -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    playbook_definitions (hash) {
+        hash -> Text,
+        playbook_id -> Text,
+        version -> Integer,
+        definition -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    playbook_runs (id) {
+        id -> BigInt,
+        playbook_id -> Text,
+        playbook_version -> Integer,
+        definition_hash -> Text,
+        case_id -> Nullable<BigInt>,
+        trigger_kind -> Text,
+        trigger_data -> Text,
+        inputs -> Text,
+        requested_by -> Text,
+        parent_step_run_id -> Nullable<BigInt>,
+        status -> Text,
+        error -> Nullable<Text>,
+        created_at -> Timestamp,
+        started_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+        wake_at -> Nullable<Timestamp>,
+        signal -> BigInt,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamp>,
+        cancel_requested_at -> Nullable<Timestamp>,
+        cancel_requested_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    step_runs (id) {
+        id -> BigInt,
+        run_id -> BigInt,
+        step_id -> Text,
+        item_index -> Integer,
+        status -> Text,
+        attempts -> Integer,
+        item -> Nullable<Text>,
+        items -> Nullable<Text>,
+        input -> Nullable<Text>,
+        output -> Nullable<Text>,
+        error -> Nullable<Text>,
+        idempotency_key -> Nullable<Text>,
+        child_run_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        started_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+        next_attempt_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    approval_gates (id) {
+        id -> BigInt,
+        run_id -> BigInt,
+        step_id -> Text,
+        case_id -> Nullable<BigInt>,
+        action -> Text,
+        status -> Text,
+        message -> Text,
+        approvers -> Text,
+        required -> Integer,
+        requested_by -> Text,
+        escalation_level -> Integer,
+        created_at -> Timestamp,
+        deadline_at -> Timestamp,
+        decided_at -> Nullable<Timestamp>,
+        outcome_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    approval_decisions (id) {
+        id -> BigInt,
+        gate_id -> BigInt,
+        user_id -> BigInt,
+        decision -> Text,
+        comment -> Nullable<Text>,
+        channel -> Text,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    playbook_schedules (playbook_id) {
+        playbook_id -> Text,
+        schedule -> Text,
+        next_fire_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    email_outbox (id) {
+        id -> BigInt,
+        recipients -> Text,
+        subject -> Text,
+        body_text -> Text,
+        body_html -> Nullable<Text>,
+        origin -> Text,
+        status -> Text,
+        attempts -> Integer,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        next_attempt_at -> Nullable<Timestamp>,
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(case_tags -> cases (case_id));
@@ -170,6 +299,10 @@ diesel::joinable!(case_comments -> cases (case_id));
 diesel::joinable!(alerts -> cases (case_id));
 diesel::joinable!(alerts -> sources (source_id));
 diesel::joinable!(alert_observables -> alerts (alert_id));
+diesel::joinable!(step_runs -> playbook_runs (run_id));
+diesel::joinable!(approval_gates -> playbook_runs (run_id));
+diesel::joinable!(approval_decisions -> approval_gates (gate_id));
+diesel::joinable!(approval_decisions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -184,4 +317,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     case_comments,
     alerts,
     alert_observables,
+    engine_events,
+    playbook_definitions,
+    playbook_runs,
+    step_runs,
+    approval_gates,
+    approval_decisions,
+    playbook_schedules,
+    email_outbox,
 );

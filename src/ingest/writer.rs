@@ -7,6 +7,7 @@ use super::IngestError;
 use crate::cases::record::{self, PreparedAlert, Recorded};
 use crate::config::CasesConfig;
 use crate::db::{now, Db};
+use crate::events::Bus;
 use prometheus_client::metrics::counter::Counter;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -42,6 +43,7 @@ impl Writer {
     pub fn start(
         db: Db,
         config: CasesConfig,
+        bus: Bus,
         capacity: usize,
         max_alerts_per_commit: usize,
         stats: Stats,
@@ -52,6 +54,7 @@ impl Writer {
             rx,
             db,
             Arc::new(config),
+            bus,
             max_alerts_per_commit.max(1),
             stats.clone(),
         ));
@@ -88,6 +91,7 @@ async fn run(
     mut rx: mpsc::Receiver<Job>,
     db: Db,
     config: Arc<CasesConfig>,
+    bus: Bus,
     max_alerts: usize,
     stats: Arc<Stats>,
 ) {
@@ -106,7 +110,10 @@ async fn run(
         let db = db.clone();
         let config = config.clone();
         let stats = stats.clone();
-        let done = tokio::task::spawn_blocking(move || commit(&db, &config, jobs, &stats)).await;
+        let events = bus.clone();
+        let done =
+            tokio::task::spawn_blocking(move || commit(&db, &config, &events, jobs, &stats)).await;
+        bus.wake();
         if let Err(err) = done {
             tracing::error!(error = %err, "ingestion commit task failed");
         }
@@ -115,7 +122,7 @@ async fn run(
 
 /// Commits all jobs in one transaction; if that fails, each job is retried alone so one
 /// bad request cannot fail the others.
-fn commit(db: &Db, config: &CasesConfig, jobs: Vec<Job>, stats: &Stats) {
+fn commit(db: &Db, config: &CasesConfig, bus: &Bus, jobs: Vec<Job>, stats: &Stats) {
     let t = now();
     let together = db.write_sync(|conn| {
         jobs.iter()
@@ -123,6 +130,7 @@ fn commit(db: &Db, config: &CasesConfig, jobs: Vec<Job>, stats: &Stats) {
                 record::record(
                     conn,
                     config,
+                    bus,
                     job.source_id,
                     &job.source_name,
                     &job.alerts,
@@ -154,6 +162,7 @@ fn commit(db: &Db, config: &CasesConfig, jobs: Vec<Job>, stats: &Stats) {
                     record::record(
                         conn,
                         config,
+                        bus,
                         job.source_id,
                         &job.source_name,
                         &job.alerts,
@@ -229,6 +238,7 @@ mod tests {
             let writer = Writer::start(
                 db.clone(),
                 CasesConfig::default(),
+                Bus::new(),
                 100,
                 10_000,
                 Stats::default(),
@@ -272,7 +282,14 @@ mod tests {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let writer = Writer::start(db, CasesConfig::default(), 1, 10, Stats::default());
+            let writer = Writer::start(
+                db,
+                CasesConfig::default(),
+                Bus::new(),
+                1,
+                10,
+                Stats::default(),
+            );
             let pause = std::time::Duration::from_millis(200);
             let w = writer.clone();
             let first = tokio::spawn(async move { w.submit(1, "s", vec![alert(0)]).await });

@@ -316,6 +316,57 @@ impl Executor {
         self.connectors.get(id).map(|c| &c.base)
     }
 
+    /// Interim: renders an action's templates with `inputs` and sends it (superseded by
+    /// the render module on the integrations branch).
+    pub async fn invoke(
+        &self,
+        integration: &str,
+        action_name: &str,
+        inputs: &Map<String, Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<CallResult, CallError> {
+        use crate::playbooks::expr::{render_value, Template};
+        let action = self
+            .integration(integration)
+            .and_then(|i| i.actions.get(action_name))
+            .ok_or_else(|| CallError::UnknownAction {
+                integration: integration.into(),
+                action: action_name.into(),
+            })?;
+        let ctx = serde_json::json!({ "inputs": inputs });
+        let text = |t: &str| -> Result<String, CallError> {
+            let v = Template::parse(t)
+                .and_then(|t| t.render(&ctx))
+                .map_err(|e| CallError::BadRequest {
+                    message: e.to_string(),
+                })?;
+            Ok(match v {
+                Value::String(s) => s,
+                Value::Null => String::new(),
+                other => other.to_string(),
+            })
+        };
+        let mut call = RenderedCall {
+            path: text(&action.path)?,
+            ..RenderedCall::default()
+        };
+        for (k, v) in &action.query {
+            call.query.push((k.clone(), text(v)?));
+        }
+        for (k, v) in &action.headers {
+            call.headers.push((k.clone(), text(v)?));
+        }
+        if let Some(key) = idempotency_key {
+            call.headers.push(("Idempotency-Key".into(), key.into()));
+        }
+        if let Some(body) = &action.body {
+            call.body = Some(render_value(body, &ctx).map_err(|e| CallError::BadRequest {
+                message: e.to_string(),
+            })?);
+        }
+        self.call(integration, action_name, call).await
+    }
+
     /// Sends `call` as `integration`'s `action`, retrying within its limits.
     pub async fn call(
         &self,

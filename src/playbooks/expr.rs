@@ -874,6 +874,21 @@ enum Part {
     Placeholder(Placeholder),
 }
 
+/// Parses a step's `foreach`: a bare JSONPath (`$.alerts[*].observables`), or a template
+/// whose value is the list (`${{ $.steps.a.output | first }}`).
+pub fn parse_foreach(source: &str) -> Result<Template, ExprError> {
+    if source.contains("${{") {
+        Template::parse(source)
+    } else {
+        let trimmed = source.trim();
+        Template::parse(&format!("${{{{ {trimmed} }}}}")).map_err(|mut e| {
+            // Positions count from the path as written, not from the added `${{ `.
+            e.position = e.position.saturating_sub(4);
+            e
+        })
+    }
+}
+
 /// A parsed template string (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct Template {

@@ -41,7 +41,12 @@ fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, F
     })
 }
 
+/// The YAML files in `dir`, sorted; a folder that does not exist holds none (a
+/// deployment without playbooks), any other read error is a problem.
 fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, FileProblem> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
     let entries = std::fs::read_dir(dir).map_err(|e| FileProblem {
         file: dir.to_path_buf(),
         line: None,

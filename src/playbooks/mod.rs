@@ -3,6 +3,7 @@
 
 pub mod builtins;
 pub mod definition;
+pub mod engine;
 pub mod expr;
 pub mod library;
 pub mod validate;

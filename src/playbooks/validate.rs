@@ -421,7 +421,7 @@ fn check_step(
         check_refs(c, "if", exprs::condition_refs(cond), false);
     }
     if let Some(f) = &step.foreach {
-        check_refs(c, "foreach", exprs::template_refs(f), false);
+        check_refs(c, "foreach", exprs::foreach_refs(f), false);
     }
     if let Some(k) = &step.idempotency_key {
         check_refs(c, "idempotency_key", exprs::template_refs(k), false);
@@ -670,6 +670,12 @@ mod exprs {
     /// Parses a template and lists its references.
     pub fn template_refs(s: &str) -> Result<Refs, String> {
         let t = Template::parse(s).map_err(|e| e.to_string())?;
+        Ok(collect(t.references(), s))
+    }
+
+    /// Parses a `foreach` (a bare JSONPath or a template) and lists its references.
+    pub fn foreach_refs(s: &str) -> Result<Refs, String> {
+        let t = expr::parse_foreach(s).map_err(|e| e.to_string())?;
         Ok(collect(t.references(), s))
     }
 

@@ -1,11 +1,13 @@
 //! The one place module errors become HTTP statuses. API errors are JSON
 //! `{"error": {"code", "message"}}`; console pages render the same error as HTML.
 
+use crate::approvals::ApprovalError;
 use crate::audit::AuditError;
 use crate::auth::AuthError;
 use crate::cases::CaseError;
 use crate::db::DbError;
 use crate::ingest::IngestError;
+use crate::playbooks::engine::EngineError;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError, UrlencodedError};
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
@@ -170,6 +172,48 @@ impl From<CaseError> for ApiError {
             CaseError::Conflict(_) => ApiError::new(S::CONFLICT, "conflict", message),
             CaseError::Db(db) => db.into(),
             CaseError::Audit(a) => a.into(),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(err: EngineError) -> ApiError {
+        use StatusCode as S;
+        let message = err.to_string();
+        match err {
+            EngineError::RunNotFound(_) | EngineError::PlaybookNotFound(_) => {
+                ApiError::not_found(message)
+            }
+            EngineError::Invalid { .. } => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid", message)
+            }
+            EngineError::Conflict(_) | EngineError::LeaseLost(_) => {
+                ApiError::new(S::CONFLICT, "conflict", message)
+            }
+            EngineError::Internal(_) => ApiError::internal(&message),
+            EngineError::Db(db) => db.into(),
+            EngineError::Audit(a) => a.into(),
+            EngineError::Approval(a) => a.into(),
+            EngineError::Case(c) => c.into(),
+        }
+    }
+}
+
+impl From<ApprovalError> for ApiError {
+    fn from(err: ApprovalError) -> ApiError {
+        use StatusCode as S;
+        let message = err.to_string();
+        match err {
+            ApprovalError::NotFound(_) => ApiError::not_found(message),
+            ApprovalError::AlreadySettled { .. } | ApprovalError::AlreadyDecided(_) => {
+                ApiError::new(S::CONFLICT, "already_decided", message)
+            }
+            ApprovalError::NotAllowed(_) => ApiError::new(S::FORBIDDEN, "forbidden", message),
+            ApprovalError::CommentRequired => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid", message)
+            }
+            ApprovalError::Db(db) => db.into(),
+            ApprovalError::Audit(a) => a.into(),
         }
     }
 }

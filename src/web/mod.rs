@@ -10,9 +10,11 @@ pub mod health;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Config;
 use crate::db::Db;
+use crate::events::Bus;
 use crate::ingest::sources::SourceCache;
 use crate::ingest::writer::Writer;
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::playbooks::engine::Engine;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{DefaultHeaders, Next};
@@ -33,6 +35,10 @@ pub struct AppState {
     /// The group-commit writer for ingested alerts.
     pub writer: Writer,
     pub sources: SourceCache,
+    /// Events that start playbooks: what is listened to, and the dispatcher's wake-up.
+    pub bus: Bus,
+    /// The playbook engine, when it runs in this process.
+    pub engine: Option<Arc<Engine>>,
 }
 
 impl AppState {
@@ -44,9 +50,11 @@ impl AppState {
             config.auth.login_attempts_per_minute_per_ip,
         );
         let metrics = Metrics::new();
+        let bus = Bus::new();
         let writer = Writer::start(
             db.clone(),
             config.cases.clone(),
+            bus.clone(),
             config.ingest.queue_capacity,
             config.ingest.max_alerts_per_commit,
             metrics.writer.clone(),
@@ -56,6 +64,8 @@ impl AppState {
         ));
         AppState {
             writer,
+            bus,
+            engine: None,
             sources,
             public_url: config.public_base_url(bound),
             db,

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod stub;
+
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;

@@ -108,10 +108,12 @@ async fn change(
     let actor = p.actor();
     let config = state.config.cases.clone();
     let change = body.into_inner();
+    let bus = state.bus.clone();
     let case = state
         .db
-        .write(move |conn| update::apply(conn, &config, &actor, id, change))
+        .write(move |conn| update::apply(conn, &config, &bus, &actor, id, change))
         .await?;
+    state.bus.wake();
     Ok(HttpResponse::Ok().json(case))
 }
 
@@ -157,10 +159,12 @@ async fn assign(
     let id = path.into_inner();
     let actor = p.actor();
     let assignee = body.into_inner().assignee;
+    let bus = state.bus.clone();
     let case = state
         .db
-        .write(move |conn| update::assign(conn, &actor, id, assignee.as_deref()))
+        .write(move |conn| update::assign(conn, &bus, &actor, id, assignee.as_deref()))
         .await?;
+    state.bus.wake();
     Ok(HttpResponse::Ok().json(case))
 }
 

@@ -1,9 +1,11 @@
 //! The JSON API under `/api/v1`, one file per resource.
 
 pub mod alerts;
+pub mod approvals;
 pub mod cases;
 pub mod ingest;
 pub mod me;
+pub mod runs;
 pub mod sources;
 pub mod thehive;
 pub mod tokens;
@@ -22,6 +24,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(sources::routes)
         .configure(cases::routes)
         .configure(alerts::routes)
+        .configure(runs::routes)
+        .configure(approvals::routes)
         .default_service(web::to(not_found));
 }
 

@@ -1,0 +1,598 @@
+//! Approval gates: a containment step waits for people to approve it. A gate names who
+//! may decide (roles and users), how many distinct approvals it needs, and a deadline that
+//! is a row, not a timer, so it survives restarts. Deciding is one transaction that also
+//! wakes the waiting run; of two concurrent decisions exactly one settles the gate.
+
+use crate::audit::{self, Actor, AuditError, NewEvent};
+use crate::auth::{Permission, Role};
+use crate::db::schema::{approval_decisions, approval_gates, playbook_runs, users};
+use crate::db::{now, DbConn, DbError};
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Errors of approval gates.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("no approval gate {0}")]
+    NotFound(i64),
+    #[error("approval gate {id} is already {status}")]
+    AlreadySettled { id: i64, status: GateStatus },
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error("you have already decided on approval gate {0}")]
+    AlreadyDecided(i64),
+    #[error("`comment` is required when rejecting")]
+    CommentRequired,
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+impl From<diesel::result::Error> for ApprovalError {
+    fn from(err: diesel::result::Error) -> Self {
+        ApprovalError::Db(DbError::Query(err))
+    }
+}
+
+/// Where a gate stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateStatus {
+    Pending,
+    Approved,
+    Rejected,
+    TimedOut,
+    Cancelled,
+}
+
+impl GateStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateStatus::Pending => "pending",
+            GateStatus::Approved => "approved",
+            GateStatus::Rejected => "rejected",
+            GateStatus::TimedOut => "timed_out",
+            GateStatus::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(s: &str) -> GateStatus {
+        match s {
+            "approved" => GateStatus::Approved,
+            "rejected" => GateStatus::Rejected,
+            "timed_out" => GateStatus::TimedOut,
+            "cancelled" => GateStatus::Cancelled,
+            _ => GateStatus::Pending,
+        }
+    }
+}
+
+impl std::fmt::Display for GateStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who may decide.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approvers {
+    /// Members of these roles, or of a higher one.
+    #[serde(default)]
+    pub roles: Vec<Role>,
+    /// These users, by name.
+    #[serde(default)]
+    pub users: Vec<String>,
+}
+
+impl Approvers {
+    /// Whether a user with `username` and `role` may decide. Approving containment needs
+    /// the responder role whatever the gate lists.
+    pub fn admits(&self, username: &str, role: Role) -> bool {
+        role.allows(Permission::ApproveContainment)
+            && (self.roles.iter().any(|r| role >= *r) || self.users.iter().any(|u| u == username))
+    }
+}
+
+/// A decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+impl Decision {
+    fn as_str(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Reject => "reject",
+        }
+    }
+}
+
+/// A recorded decision.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DecisionView {
+    pub user: String,
+    pub decision: String,
+    pub comment: Option<String>,
+    pub channel: String,
+    #[serde(serialize_with = "crate::db::utc::serialize")]
+    pub at: NaiveDateTime,
+}
+
+/// A gate as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Gate {
+    pub id: i64,
+    pub run_id: i64,
+    pub step_id: String,
+    pub case_id: Option<i64>,
+    /// The action the step would run (`firewall.block_ip`).
+    pub action: String,
+    pub status: GateStatus,
+    pub message: String,
+    pub approvers: Approvers,
+    pub required: i32,
+    /// Who started the run (`user:alice`, `trigger:case.created`).
+    pub requested_by: String,
+    /// 0 until the gate escalates after a timeout.
+    pub escalation_level: i32,
+    #[serde(serialize_with = "crate::db::utc::serialize")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::db::utc::serialize")]
+    pub deadline_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::db::utc::serialize_opt")]
+    pub decided_at: Option<NaiveDateTime>,
+    pub outcome_reason: Option<String>,
+    pub decisions: Vec<DecisionView>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = approval_gates)]
+struct GateRow {
+    id: i64,
+    run_id: i64,
+    step_id: String,
+    case_id: Option<i64>,
+    action: String,
+    status: String,
+    message: String,
+    approvers: String,
+    required: i32,
+    requested_by: String,
+    escalation_level: i32,
+    created_at: NaiveDateTime,
+    deadline_at: NaiveDateTime,
+    decided_at: Option<NaiveDateTime>,
+    outcome_reason: Option<String>,
+}
+
+/// What the engine asks for when a step reaches its gate.
+#[derive(Debug, Clone)]
+pub struct GateRequest {
+    pub run_id: i64,
+    pub step_id: String,
+    pub case_id: Option<i64>,
+    pub action: String,
+    pub message: String,
+    pub approvers: Approvers,
+    pub required: u32,
+    pub requested_by: String,
+    pub deadline_at: NaiveDateTime,
+}
+
+/// Opens a gate in the caller's transaction and records `approval.requested`.
+pub fn open(conn: &mut DbConn, actor: &Actor, req: &GateRequest) -> Result<i64, ApprovalError> {
+    let t = now();
+    let approvers = serde_json::to_string(&req.approvers).unwrap_or_else(|_| "{}".into());
+    let required = i32::try_from(req.required.max(1)).unwrap_or(i32::MAX);
+    let id: i64 = crate::on_backend!(conn, |c| diesel::insert_into(approval_gates::table)
+        .values((
+            approval_gates::run_id.eq(req.run_id),
+            approval_gates::step_id.eq(&req.step_id),
+            approval_gates::case_id.eq(req.case_id),
+            approval_gates::action.eq(&req.action),
+            approval_gates::status.eq("pending"),
+            approval_gates::message.eq(&req.message),
+            approval_gates::approvers.eq(&approvers),
+            approval_gates::required.eq(required),
+            approval_gates::requested_by.eq(&req.requested_by),
+            approval_gates::escalation_level.eq(0),
+            approval_gates::created_at.eq(t),
+            approval_gates::deadline_at.eq(req.deadline_at),
+        ))
+        .returning(approval_gates::id)
+        .get_result(c))?;
+    audit::append(
+        conn,
+        NewEvent::new(
+            actor,
+            "approval.requested",
+            format!("approval:{id}"),
+            json!({
+                "run_id": req.run_id,
+                "step": req.step_id,
+                "case_id": req.case_id,
+                "action": req.action,
+                "message": req.message,
+                "approvers": req.approvers,
+                "required": required,
+                "deadline_at": crate::db::utc::format(&req.deadline_at),
+            }),
+        ),
+    )?;
+    Ok(id)
+}
+
+fn hydrate(conn: &mut DbConn, rows: Vec<GateRow>) -> Result<Vec<Gate>, ApprovalError> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let mut decisions: std::collections::HashMap<i64, Vec<DecisionView>> = Default::default();
+    if !ids.is_empty() {
+        type D = (i64, String, String, Option<String>, String, NaiveDateTime);
+        let found: Vec<D> = approval_decisions::table
+            .inner_join(users::table)
+            .filter(approval_decisions::gate_id.eq_any(&ids))
+            .order(approval_decisions::id)
+            .select((
+                approval_decisions::gate_id,
+                users::username,
+                approval_decisions::decision,
+                approval_decisions::comment,
+                approval_decisions::channel,
+                approval_decisions::created_at,
+            ))
+            .load(conn)?;
+        for (gate, user, decision, comment, channel, at) in found {
+            decisions.entry(gate).or_default().push(DecisionView {
+                user,
+                decision,
+                comment,
+                channel,
+                at,
+            });
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| Gate {
+            decisions: decisions.remove(&r.id).unwrap_or_default(),
+            id: r.id,
+            run_id: r.run_id,
+            step_id: r.step_id,
+            case_id: r.case_id,
+            action: r.action,
+            status: GateStatus::parse(&r.status),
+            message: r.message,
+            approvers: serde_json::from_str(&r.approvers).unwrap_or_default(),
+            required: r.required,
+            requested_by: r.requested_by,
+            escalation_level: r.escalation_level,
+            created_at: r.created_at,
+            deadline_at: r.deadline_at,
+            decided_at: r.decided_at,
+            outcome_reason: r.outcome_reason,
+        })
+        .collect())
+}
+
+/// One gate with its decisions.
+pub fn get(conn: &mut DbConn, id: i64) -> Result<Gate, ApprovalError> {
+    let row = approval_gates::table
+        .find(id)
+        .select(GateRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(ApprovalError::NotFound(id))?;
+    Ok(hydrate(conn, vec![row])?.remove(0))
+}
+
+/// The gates of a run, oldest first.
+pub fn for_run(conn: &mut DbConn, run_id: i64) -> Result<Vec<Gate>, ApprovalError> {
+    let rows = approval_gates::table
+        .filter(approval_gates::run_id.eq(run_id))
+        .order(approval_gates::id)
+        .select(GateRow::as_select())
+        .load(conn)?;
+    hydrate(conn, rows)
+}
+
+/// Pending gates `username` (with `role`) may decide and has not yet decided, oldest first.
+pub fn inbox(
+    conn: &mut DbConn,
+    user_id: i64,
+    username: &str,
+    role: Role,
+) -> Result<Vec<Gate>, ApprovalError> {
+    let rows = approval_gates::table
+        .filter(approval_gates::status.eq("pending"))
+        .order(approval_gates::id)
+        .limit(1000)
+        .select(GateRow::as_select())
+        .load(conn)?;
+    let gates = hydrate(conn, rows)?;
+    let decided: Vec<i64> = approval_decisions::table
+        .filter(approval_decisions::user_id.eq(user_id))
+        .select(approval_decisions::gate_id)
+        .load(conn)?;
+    Ok(gates
+        .into_iter()
+        .filter(|g| g.approvers.admits(username, role) && !decided.contains(&g.id))
+        .collect())
+}
+
+/// The person deciding, and how they reached the gate.
+#[derive(Debug, Clone)]
+pub struct Decider {
+    pub user_id: i64,
+    pub username: String,
+    pub role: Role,
+    pub actor: Actor,
+    /// `api`, `console` or `email`.
+    pub channel: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Records a decision in the caller's transaction. A rejection settles the gate at once;
+/// approvals settle it when `required` distinct people have approved. Settling wakes the
+/// run. Returns the gate afterwards.
+pub fn decide(
+    conn: &mut DbConn,
+    gate_id: i64,
+    who: &Decider,
+    decision: Decision,
+    comment: Option<&str>,
+) -> Result<Gate, ApprovalError> {
+    let comment = comment.map(str::trim).filter(|c| !c.is_empty());
+    if decision == Decision::Reject && comment.is_none() {
+        return Err(ApprovalError::CommentRequired);
+    }
+    // Touching the row first takes its lock on PostgreSQL, so concurrent deciders queue
+    // here and the second sees the first one's outcome.
+    let pending = diesel::update(
+        approval_gates::table
+            .find(gate_id)
+            .filter(approval_gates::status.eq("pending")),
+    )
+    .set(approval_gates::status.eq("pending"))
+    .execute(conn)?;
+    let gate = get(conn, gate_id)?;
+    if pending == 0 {
+        return Err(ApprovalError::AlreadySettled {
+            id: gate_id,
+            status: gate.status,
+        });
+    }
+    if !gate.approvers.admits(&who.username, who.role) {
+        return Err(ApprovalError::NotAllowed(format!(
+            "{} may not decide on approval gate {gate_id}: it needs {}",
+            who.username,
+            describe(&gate.approvers)
+        )));
+    }
+    if decision == Decision::Approve && gate.requested_by == format!("user:{}", who.username) {
+        return Err(ApprovalError::NotAllowed(format!(
+            "{} started this run and cannot approve its own containment step",
+            who.username
+        )));
+    }
+    if gate.decisions.iter().any(|d| d.user == who.username) {
+        return Err(ApprovalError::AlreadyDecided(gate_id));
+    }
+    let t = now();
+    diesel::insert_into(approval_decisions::table)
+        .values((
+            approval_decisions::gate_id.eq(gate_id),
+            approval_decisions::user_id.eq(who.user_id),
+            approval_decisions::decision.eq(decision.as_str()),
+            approval_decisions::comment.eq(comment),
+            approval_decisions::channel.eq(&who.channel),
+            approval_decisions::ip.eq(&who.ip),
+            approval_decisions::user_agent.eq(&who.user_agent),
+            approval_decisions::created_at.eq(t),
+        ))
+        .execute(conn)?;
+    let approvals = 1 + gate
+        .decisions
+        .iter()
+        .filter(|d| d.decision == "approve")
+        .count();
+    let settled = match decision {
+        Decision::Reject => Some(GateStatus::Rejected),
+        Decision::Approve if approvals >= usize::try_from(gate.required).unwrap_or(1) => {
+            Some(GateStatus::Approved)
+        }
+        Decision::Approve => None,
+    };
+    audit::append(
+        conn,
+        NewEvent::new(
+            &who.actor,
+            "approval.decided",
+            format!("approval:{gate_id}"),
+            json!({
+                "run_id": gate.run_id,
+                "step": gate.step_id,
+                "decision": decision,
+                "comment": comment,
+                "channel": who.channel,
+                "ip": who.ip,
+                "user_agent": who.user_agent,
+                "approvals": approvals,
+                "required": gate.required,
+                "gate_status": settled.unwrap_or(GateStatus::Pending),
+            }),
+        ),
+    )?;
+    if let Some(status) = settled {
+        settle(conn, gate_id, gate.run_id, status, None, t)?;
+    }
+    get(conn, gate_id)
+}
+
+fn describe(a: &Approvers) -> String {
+    let mut parts: Vec<String> = a.roles.iter().map(|r| format!("role {r}")).collect();
+    parts.extend(a.users.iter().map(|u| format!("user {u}")));
+    if parts.is_empty() {
+        "nobody (the gate names no approvers)".into()
+    } else {
+        parts.join(" or ")
+    }
+}
+
+/// Settles a pending gate and wakes its run.
+fn settle(
+    conn: &mut DbConn,
+    gate_id: i64,
+    run_id: i64,
+    status: GateStatus,
+    reason: Option<&str>,
+    t: NaiveDateTime,
+) -> Result<(), ApprovalError> {
+    diesel::update(approval_gates::table.find(gate_id))
+        .set((
+            approval_gates::status.eq(status.as_str()),
+            approval_gates::decided_at.eq(t),
+            approval_gates::outcome_reason.eq(reason),
+        ))
+        .execute(conn)?;
+    wake_run(conn, run_id)?;
+    Ok(())
+}
+
+/// Tells a run that something it waits for happened: bumps its signal (so a driver about
+/// to park it notices) and makes a parked run runnable.
+pub fn wake_run(conn: &mut DbConn, run_id: i64) -> QueryResult<()> {
+    diesel::update(playbook_runs::table.find(run_id))
+        .set(playbook_runs::signal.eq(playbook_runs::signal + 1))
+        .execute(conn)?;
+    diesel::update(
+        playbook_runs::table
+            .find(run_id)
+            .filter(playbook_runs::status.eq("waiting")),
+    )
+    .set((
+        playbook_runs::status.eq("running"),
+        playbook_runs::wake_at.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// What a gate's deadline did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expiry {
+    /// Nobody decided in time: the step does not run.
+    Rejected,
+    /// Approved by policy (`on_timeout: approve`, where configuration allows it).
+    Approved,
+    /// Other approvers were asked, with a new deadline.
+    Escalated(NaiveDateTime),
+}
+
+/// Applies a passed deadline to a pending gate, in the caller's transaction, as the
+/// playbook says: reject, approve, or (once) escalate to `escalate_to` until
+/// `escalation_deadline`. Returns `None` when the gate was settled meanwhile.
+pub fn expire(
+    conn: &mut DbConn,
+    gate_id: i64,
+    on_timeout: crate::playbooks::definition::OnTimeout,
+    escalate_to: Option<(Approvers, NaiveDateTime)>,
+) -> Result<Option<Expiry>, ApprovalError> {
+    use crate::playbooks::definition::OnTimeout;
+    let gate = get(conn, gate_id)?;
+    if gate.status != GateStatus::Pending {
+        return Ok(None);
+    }
+    let t = now();
+    let actor = Actor::system("approvals");
+    let outcome = match (on_timeout, escalate_to) {
+        (OnTimeout::Escalate, Some((approvers, deadline))) if gate.escalation_level == 0 => {
+            diesel::update(approval_gates::table.find(gate_id))
+                .set((
+                    approval_gates::approvers
+                        .eq(serde_json::to_string(&approvers).unwrap_or_else(|_| "{}".into())),
+                    approval_gates::deadline_at.eq(deadline),
+                    approval_gates::escalation_level.eq(1),
+                ))
+                .execute(conn)?;
+            audit::append(
+                conn,
+                NewEvent::new(
+                    &actor,
+                    "approval.escalated",
+                    format!("approval:{gate_id}"),
+                    json!({
+                        "run_id": gate.run_id,
+                        "step": gate.step_id,
+                        "from": gate.approvers,
+                        "to": approvers,
+                        "deadline_at": crate::db::utc::format(&deadline),
+                    }),
+                ),
+            )?;
+            return Ok(Some(Expiry::Escalated(deadline)));
+        }
+        (OnTimeout::Approve, _) => Expiry::Approved,
+        _ => Expiry::Rejected,
+    };
+    let (status, reason) = match outcome {
+        Expiry::Approved => (GateStatus::Approved, "approved on timeout (policy)"),
+        _ => (GateStatus::TimedOut, "nobody decided before the deadline"),
+    };
+    settle(conn, gate_id, gate.run_id, status, Some(reason), t)?;
+    audit::append(
+        conn,
+        NewEvent::new(
+            &actor,
+            "approval.timed_out",
+            format!("approval:{gate_id}"),
+            json!({ "run_id": gate.run_id, "step": gate.step_id, "outcome": status }),
+        ),
+    )?;
+    Ok(Some(outcome))
+}
+
+/// Cancels a run's pending gates (the run was cancelled or stopped).
+pub fn cancel_for_run(conn: &mut DbConn, run_id: i64, reason: &str) -> QueryResult<usize> {
+    diesel::update(
+        approval_gates::table
+            .filter(approval_gates::run_id.eq(run_id))
+            .filter(approval_gates::status.eq("pending")),
+    )
+    .set((
+        approval_gates::status.eq("cancelled"),
+        approval_gates::decided_at.eq(now()),
+        approval_gates::outcome_reason.eq(reason),
+    ))
+    .execute(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn approvers_admit_listed_roles_and_above_and_named_users() {
+        let a = Approvers {
+            roles: vec![Role::Responder],
+            users: vec!["carol".into()],
+        };
+        assert!(a.admits("bob", Role::Responder));
+        assert!(a.admits("root", Role::Admin));
+        assert!(!a.admits("ann", Role::Analyst));
+        // A named user still needs the right to approve containment.
+        assert!(!a.admits("carol", Role::Analyst));
+        assert!(a.admits("carol", Role::Responder));
+        let admins = Approvers {
+            roles: vec![Role::Admin],
+            users: vec![],
+        };
+        assert!(!admins.admits("bob", Role::Responder));
+    }
+}

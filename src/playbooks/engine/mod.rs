@@ -1,0 +1,371 @@
+//! The durable playbook engine. Runs and step runs are rows; every transition is
+//! committed before the next step starts, under a lease that fences out any other
+//! process, so a killed process's runs resume elsewhere (or after a restart) from their
+//! last committed step.
+//!
+//! Pieces: [`dispatch`] turns trigger events, cron schedules and manual requests into
+//! runs; the runner loop ([`Engine::start`]) claims runnable runs and hands each to a
+//! [`driver`], which walks the step graph ([`graph`]), carries out actions
+//! ([`actions`]) and writes transitions ([`store`]).
+
+pub mod actions;
+pub mod dispatch;
+pub mod driver;
+pub mod graph;
+pub mod store;
+pub mod view;
+
+use crate::approvals::ApprovalError;
+use crate::audit::AuditError;
+use crate::config::{CasesConfig, EngineConfig};
+use crate::db::{now, Backend, Db, DbError};
+use crate::events::Bus;
+use crate::integrations::executor::Executor;
+use crate::playbooks::definition::Playbook;
+use crate::playbooks::library::Library;
+use graph::Graph;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+
+/// Errors of the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no playbook run {0}")]
+    RunNotFound(i64),
+    #[error("no playbook {0:?} is loaded")]
+    PlaybookNotFound(String),
+    #[error("`{field}` {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("{0}")]
+    Conflict(String),
+    /// Another process took the run over (its lease had run out); this one stops.
+    #[error("run {0} is held by another process")]
+    LeaseLost(i64),
+    #[error("{0}")]
+    Internal(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
+    #[error(transparent)]
+    Case(#[from] crate::cases::CaseError),
+}
+
+impl From<diesel::result::Error> for EngineError {
+    fn from(err: diesel::result::Error) -> Self {
+        EngineError::Db(DbError::Query(err))
+    }
+}
+
+/// A playbook ready to run: the definition and its step graph.
+#[derive(Debug)]
+pub struct Loaded {
+    pub playbook: Playbook,
+    pub graph: Graph,
+    pub hash: String,
+}
+
+/// Settings the engine works with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub engine: EngineConfig,
+    pub cases: CasesConfig,
+    pub allow_approval_waivers: bool,
+    pub allow_approve_on_timeout: bool,
+    pub default_step_timeout: Duration,
+    pub lease: chrono::Duration,
+}
+
+impl Settings {
+    /// Settings from the configuration.
+    pub fn from_config(config: &crate::config::Config) -> Settings {
+        Settings {
+            default_step_timeout: humantime::parse_duration(&config.engine.default_step_timeout)
+                .unwrap_or(Duration::from_secs(600)),
+            lease: chrono::Duration::seconds(i64::from(config.engine.lease_seconds)),
+            engine: config.engine.clone(),
+            cases: config.cases.clone(),
+            allow_approval_waivers: config.playbooks.allow_approval_waivers,
+            allow_approve_on_timeout: config.playbooks.allow_approve_on_timeout,
+        }
+    }
+}
+
+/// The engine of one process.
+pub struct Engine {
+    pub(crate) db: Db,
+    pub(crate) settings: Settings,
+    pub(crate) bus: Bus,
+    pub(crate) executor: Arc<Executor>,
+    pub(crate) http: reqwest::Client,
+    /// Loaded playbooks by id.
+    pub(crate) playbooks: HashMap<String, Arc<Loaded>>,
+    /// Definitions by hash: the loaded ones, and older ones read back for old runs.
+    definitions: Mutex<HashMap<String, Arc<Loaded>>>,
+    /// Identifies this process in leases.
+    pub(crate) owner: String,
+    /// Wakes the runner (a run became runnable).
+    pub(crate) runnable: Notify,
+    slots: Arc<Semaphore>,
+    /// Runs this process is driving now.
+    active: Mutex<HashSet<i64>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("owner", &self.owner)
+            .field("playbooks", &self.playbooks.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Prepares the engine: stores the loaded definitions and tells the bus which
+    /// events to write. Does not start any loop.
+    pub async fn new(
+        db: Db,
+        settings: Settings,
+        bus: Bus,
+        library: &Library,
+        executor: Executor,
+    ) -> Result<Arc<Engine>, EngineError> {
+        let playbooks_list: Vec<Playbook> =
+            library.playbooks.values().map(|(p, _)| p.clone()).collect();
+        let stored = playbooks_list.clone();
+        let hashes: Vec<String> = db
+            .write(move |conn| {
+                stored
+                    .iter()
+                    .map(|p| store::save_definition(conn, p).map_err(EngineError::from))
+                    .collect::<Result<Vec<_>, EngineError>>()
+            })
+            .await?;
+        let mut playbooks = HashMap::new();
+        let mut definitions = HashMap::new();
+        for (pb, hash) in playbooks_list.into_iter().zip(hashes) {
+            let loaded = Arc::new(Loaded {
+                graph: Graph::new(&pb),
+                hash: hash.clone(),
+                playbook: pb,
+            });
+            definitions.insert(hash, loaded.clone());
+            playbooks.insert(loaded.playbook.id.clone(), loaded);
+        }
+        let kinds: HashSet<_> = playbooks
+            .values()
+            .filter_map(|l| dispatch::event_kind(l.playbook.trigger.on))
+            .collect();
+        bus.listen(kinds);
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(settings.default_step_timeout)
+            .build()
+            .map_err(|e| EngineError::Internal(format!("cannot create the HTTP client: {e}")))?;
+        let slots = Arc::new(Semaphore::new(settings.engine.max_concurrent_runs));
+        Ok(Arc::new(Engine {
+            db,
+            bus,
+            executor: Arc::new(executor),
+            http,
+            playbooks,
+            definitions: Mutex::new(definitions),
+            owner: format!(
+                "{}-{}-{}",
+                hostname(),
+                std::process::id(),
+                &crate::auth::random_secret()[..8]
+            ),
+            runnable: Notify::new(),
+            slots,
+            active: Mutex::new(HashSet::new()),
+            settings,
+        }))
+    }
+
+    /// Starts the runner, dispatcher and scheduler loops on the current runtime.
+    pub fn start(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move { me.runner().await });
+        let me = self.clone();
+        tokio::spawn(async move { dispatch::events_loop(me).await });
+        let me = self.clone();
+        tokio::spawn(async move { dispatch::schedule_loop(me).await });
+    }
+
+    /// The loaded playbook `id`.
+    pub fn playbook(&self, id: &str) -> Option<&Arc<Loaded>> {
+        self.playbooks.get(id)
+    }
+
+    /// The loaded playbooks, by id.
+    pub fn playbooks(&self) -> impl Iterator<Item = &Arc<Loaded>> {
+        self.playbooks.values()
+    }
+
+    /// The definition a run started from.
+    pub(crate) async fn definition(&self, hash: &str) -> Result<Arc<Loaded>, EngineError> {
+        if let Some(l) = self.lock_definitions().get(hash) {
+            return Ok(l.clone());
+        }
+        let h = hash.to_string();
+        let pb = self
+            .db
+            .read(move |conn| store::load_definition(conn, &h))
+            .await?;
+        let loaded = Arc::new(Loaded {
+            graph: Graph::new(&pb),
+            hash: hash.to_string(),
+            playbook: pb,
+        });
+        self.lock_definitions()
+            .insert(hash.to_string(), loaded.clone());
+        Ok(loaded)
+    }
+
+    fn lock_definitions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Loaded>>> {
+        self.definitions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the runner that runs may be waiting.
+    pub fn wake(&self) {
+        self.runnable.notify_one();
+    }
+
+    /// The end of a lease taken or renewed now.
+    pub(crate) fn lease_until(&self) -> chrono::NaiveDateTime {
+        now() + self.settings.lease
+    }
+
+    /// Claims runnable runs and drives each on its own task, within the concurrency limit.
+    async fn runner(self: Arc<Self>) {
+        if self.db.backend() == Backend::Sqlite {
+            // One process owns an SQLite database, so leases left by a previous life of
+            // this process are stale: take its runs back at once rather than after expiry.
+            let released = self
+                .db
+                .write(|conn| {
+                    use crate::db::schema::playbook_runs;
+                    use diesel::prelude::*;
+                    diesel::update(
+                        playbook_runs::table.filter(playbook_runs::lease_owner.is_not_null()),
+                    )
+                    .set((
+                        playbook_runs::lease_owner.eq(None::<String>),
+                        playbook_runs::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
+                    ))
+                    .execute(conn)
+                    .map_err(EngineError::from)
+                })
+                .await;
+            match released {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(runs = n, "resuming runs interrupted by a restart"),
+                Err(e) => tracing::error!(error = %e, "cannot release stale run leases"),
+            }
+        }
+        loop {
+            let free = self.slots.available_permits();
+            let claimed = if free == 0 {
+                Vec::new()
+            } else {
+                match self.claim(free).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claiming runs failed");
+                        Vec::new()
+                    }
+                }
+            };
+            let full = !claimed.is_empty() && claimed.len() == free;
+            for id in claimed {
+                let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                let me = self.clone();
+                tokio::spawn(async move {
+                    driver::drive(me.clone(), id).await;
+                    me.lock_active().remove(&id);
+                    drop(permit);
+                    me.wake();
+                });
+            }
+            if full {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            let sleep = self.until_next_timer().await;
+            tokio::select! {
+                _ = self.runnable.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    fn lock_active(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn claim(self: &Arc<Self>, limit: usize) -> Result<Vec<i64>, EngineError> {
+        let at = now();
+        let candidates = self
+            .db
+            .read(move |conn| {
+                store::claimable(conn, at, i64::try_from(limit).unwrap_or(i64::MAX))
+                    .map_err(EngineError::from)
+            })
+            .await?;
+        let candidates: Vec<i64> = {
+            let active = self.lock_active();
+            candidates
+                .into_iter()
+                .filter(|id| !active.contains(id))
+                .collect()
+        };
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let owner = self.owner.clone();
+        let until = self.lease_until();
+        let claimed = self
+            .db
+            .write(move |conn| {
+                let mut got = Vec::new();
+                for id in candidates {
+                    if store::claim(conn, id, &owner, at, until)? {
+                        got.push(id);
+                    }
+                }
+                Ok::<_, EngineError>(got)
+            })
+            .await?;
+        self.lock_active().extend(claimed.iter().copied());
+        Ok(claimed)
+    }
+
+    /// How long the runner may sleep: until the earliest parked run's timer, at most a
+    /// second (runs whose holder died become free without any wake-up).
+    async fn until_next_timer(&self) -> Duration {
+        let max = Duration::from_secs(1);
+        let next = self
+            .db
+            .read(|conn| store::next_wake(conn).map_err(EngineError::from))
+            .await;
+        match next {
+            Ok(Some(t)) => (t - now()).to_std().unwrap_or(Duration::ZERO).min(max),
+            _ => max,
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "tocsin".into())
+}
