@@ -1,9 +1,10 @@
 //! Makes the outbound HTTP calls that playbook steps ask for.
 //!
-//! The playbook engine renders an action's templates (path, query, headers, body) into a
-//! [`RenderedCall`]; [`Executor::call`] adds authentication, sends it within the
-//! connector's limits (timeout per attempt, retries, concurrency, rate), and maps the
-//! response to the action's outputs.
+//! [`Executor::invoke`] renders an action's templates (path, query, headers, body) from a
+//! step's inputs into a [`RenderedCall`] (see [`super::render`]) and sends it;
+//! [`Executor::call`] sends an already rendered call: it adds authentication, sends it
+//! within the connector's limits (timeout per attempt, retries, concurrency, rate),
+//! applies the action's `success` test, and maps the response to the action's outputs.
 //!
 //! Retry policy: only 429, 502, 503, 504, timeouts and transport errors are retried, at
 //! most `limits.retries` times, and only when repeating the call is harmless: the action
@@ -18,6 +19,7 @@
 //! credentials are added to what it redacts.
 
 use super::definition::{Action, Auth, Integration, Method};
+use super::render::{self, Compiled, RenderError};
 use super::secrets::{SecretValue, Secrets};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use jsonpath_rust::parser::model::JpQuery;
@@ -81,6 +83,21 @@ pub enum CallError {
     /// The integration has no such action.
     #[error("integration {integration:?} has no action {action:?}")]
     UnknownAction { integration: String, action: String },
+    /// The step did not give an input the action declares.
+    #[error("{integration}.{action}: input {name:?} is missing (the action needs {needs})")]
+    MissingInput {
+        integration: String,
+        action: String,
+        name: String,
+        needs: String,
+    },
+    /// A setting the call needs has neither a value nor a default.
+    #[error("integration {integration:?}: setting {name:?} is not set (set {env_var})")]
+    MissingSetting {
+        integration: String,
+        name: String,
+        env_var: String,
+    },
     /// A secret the auth method needs is not configured.
     #[error(
         "secret {name} is not configured (set TOCSIN_SECRET_{name} or add it to the secrets file)"
@@ -128,6 +145,15 @@ pub enum CallError {
     OAuth {
         status: Option<u16>,
         message: String,
+    },
+    /// The response passed on its status but failed the action's `success` test: the
+    /// vendor reported an error in the body (Slack's `{"ok": false, "error": ...}`).
+    #[error("the vendor reported a failure (HTTP {status}, {attempts} attempt(s)): {message}")]
+    Rejected {
+        status: u16,
+        /// The vendor's error text (redacted), or an excerpt of the body.
+        message: String,
+        attempts: u32,
     },
     /// An output's JSONPath could not be evaluated.
     #[error("output {name:?}: {message}")]
@@ -212,6 +238,10 @@ impl std::fmt::Debug for Executor {
 struct Connector {
     def: Integration,
     base: Url,
+    /// Every template, parsed once.
+    compiled: Compiled,
+    /// Values of the integration's settings (environment, else default).
+    settings: BTreeMap<String, String>,
     timeout: Duration,
     /// Bounds requests in flight (`limits.concurrency`).
     slots: Arc<Semaphore>,
@@ -269,10 +299,34 @@ impl Executor {
         config: ExecutorConfig,
     ) -> Result<Executor, CallError> {
         let env = |key: &str| std::env::var(key).ok();
+        Executor::build(integrations, secrets, &overrides, config, &env)
+    }
+
+    /// Like [`Executor::with_config`], reading base URLs and settings
+    /// (`TOCSIN_INTEGRATION_<ID>_*`) from `env` instead of the process environment, so
+    /// tests and tools can give a deployment's variables without setting them process-wide.
+    pub fn with_env(
+        integrations: BTreeMap<String, Integration>,
+        secrets: Secrets,
+        env: &BTreeMap<String, String>,
+        config: ExecutorConfig,
+    ) -> Result<Executor, CallError> {
+        let env = |key: &str| env.get(key).cloned();
+        Executor::build(integrations, secrets, &BTreeMap::new(), config, &env)
+    }
+
+    fn build(
+        integrations: BTreeMap<String, Integration>,
+        secrets: Secrets,
+        overrides: &BTreeMap<String, String>,
+        config: ExecutorConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Executor, CallError> {
         let mut connectors = BTreeMap::new();
         for (id, def) in integrations {
-            let base = base_url_for(&def, &overrides, &env)?;
-            connectors.insert(id, Connector::new(def, base)?);
+            let base = base_url_for(&def, overrides, env)?;
+            let settings = render::resolve_settings(&def, env);
+            connectors.insert(id, Connector::new(def, base, settings)?);
         }
         let max_redirects = config.max_redirects;
         let client = reqwest::Client::builder()
@@ -316,6 +370,79 @@ impl Executor {
         self.connectors.get(id).map(|c| &c.base)
     }
 
+    /// Renders `action`'s templates with `inputs` (the step's rendered `with:` values) as
+    /// `$.inputs`, and sends it. `idempotency_key`, when given, is sent as the
+    /// `Idempotency-Key` header, which also makes the call safe to retry.
+    pub async fn invoke(
+        &self,
+        integration: &str,
+        action: &str,
+        inputs: &Map<String, Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<CallResult, CallError> {
+        let mut call = self.render(integration, action, inputs)?;
+        if let Some(key) = idempotency_key {
+            call.headers
+                .retain(|(k, _)| !k.eq_ignore_ascii_case("idempotency-key"));
+            call.headers.push(("Idempotency-Key".into(), key.to_string()));
+        }
+        self.call(integration, action, call).await
+    }
+
+    /// The request `invoke` would send for these inputs (authentication not included).
+    pub fn render(
+        &self,
+        integration: &str,
+        action: &str,
+        inputs: &Map<String, Value>,
+    ) -> Result<RenderedCall, CallError> {
+        let conn = self.connector(integration)?;
+        let compiled =
+            conn.compiled
+                .actions
+                .get(action)
+                .ok_or_else(|| CallError::UnknownAction {
+                    integration: integration.to_string(),
+                    action: action.to_string(),
+                })?;
+        compiled
+            .render(integration, inputs, &conn.settings, &self.secrets)
+            .map_err(|e| match e {
+                RenderError::MissingInput { name, needs } => CallError::MissingInput {
+                    integration: integration.to_string(),
+                    action: action.to_string(),
+                    name,
+                    needs,
+                },
+                other => self.render_error(integration, other),
+            })
+    }
+
+    fn render_error(&self, integration: &str, e: RenderError) -> CallError {
+        match e {
+            RenderError::MissingSetting { name, env_var } => CallError::MissingSetting {
+                integration: integration.to_string(),
+                name,
+                env_var,
+            },
+            RenderError::MissingSecret { name } => CallError::MissingSecret { name },
+            RenderError::MissingInput { name, .. } => CallError::BadRequest {
+                message: format!("input {name:?} is missing"),
+            },
+            RenderError::Invalid(message) => CallError::BadRequest {
+                message: self.secrets.redact(&message),
+            },
+        }
+    }
+
+    fn connector(&self, integration: &str) -> Result<&Connector, CallError> {
+        self.connectors
+            .get(integration)
+            .ok_or_else(|| CallError::UnknownIntegration {
+                integration: integration.to_string(),
+            })
+    }
+
     /// Sends `call` as `integration`'s `action`, retrying within its limits.
     pub async fn call(
         &self,
@@ -324,12 +451,7 @@ impl Executor {
         call: RenderedCall,
     ) -> Result<CallResult, CallError> {
         let started = Instant::now();
-        let conn =
-            self.connectors
-                .get(integration)
-                .ok_or_else(|| CallError::UnknownIntegration {
-                    integration: integration.to_string(),
-                })?;
+        let conn = self.connector(integration)?;
         let action = conn
             .def
             .actions
@@ -407,6 +529,19 @@ impl Executor {
                     let status = response.status;
                     if (200..300).contains(&status) || action.accept_status.contains(&status) {
                         let body = self.parse_body(&response.body);
+                        let success = conn
+                            .compiled
+                            .actions
+                            .get(action_name)
+                            .and_then(|a| a.success());
+                        if let Some(Err(vendor)) = success.map(|s| s.check(status, &body)) {
+                            return Err(CallError::Rejected {
+                                status,
+                                // `body` is redacted already; the excerpt redacts itself.
+                                message: vendor.unwrap_or_else(|| self.excerpt(&response.body)),
+                                attempts,
+                            });
+                        }
                         let output = evaluate_outputs(conn, action_name, &body)?;
                         return Ok(CallResult {
                             status,
@@ -564,10 +699,10 @@ impl Executor {
     /// Asks the token endpoint for a client-credentials token.
     async fn fetch_token(&self, conn: &Connector) -> Result<CachedToken, CallError> {
         let Auth::Oauth2ClientCredentials {
-            token_url,
             client_id_secret,
             client_secret_secret,
             scope,
+            ..
         } = &conn.def.auth
         else {
             return Err(CallError::BadDefinition {
@@ -575,6 +710,7 @@ impl Executor {
                 message: "auth is not oauth2_client_credentials".into(),
             });
         };
+        let token_url = self.token_url(conn)?;
         let client_id = self.secret(client_id_secret)?;
         let client_secret = self.secret(client_secret_secret)?;
         let mut form = vec![
@@ -592,7 +728,7 @@ impl Executor {
         let send = async {
             let response = self
                 .client
-                .post(token_url)
+                .post(token_url.clone())
                 .header(ACCEPT, "application/json")
                 .form(&form)
                 .send()
@@ -639,6 +775,31 @@ impl Executor {
         })
     }
 
+    /// The token URL: rendered over the settings, relative ones under the base URL.
+    fn token_url(&self, conn: &Connector) -> Result<Url, CallError> {
+        let id = &conn.def.id;
+        let bad = |message: String| CallError::BadDefinition {
+            integration: id.clone(),
+            message: format!("token_url: {message}"),
+        };
+        let template = conn
+            .compiled
+            .token_url
+            .as_ref()
+            .ok_or_else(|| bad("none".into()))?;
+        let text = template
+            .render(id, &conn.settings)
+            .map_err(|e| self.render_error(id, e))?;
+        if text.starts_with('/') {
+            return join_url(&conn.base, &text).map_err(bad);
+        }
+        let url = Url::parse(text.trim()).map_err(|e| bad(format!("{text:?}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(bad(format!("{text:?} is not an http(s) URL")));
+        }
+        Ok(url)
+    }
+
     /// A configured secret, or the error naming it.
     fn secret(&self, name: &str) -> Result<&SecretValue, CallError> {
         self.secrets
@@ -652,14 +813,19 @@ impl Executor {
     fn auth_header(&self, auth: &Auth) -> Result<AuthHeader, CallError> {
         Ok(match auth {
             Auth::None => AuthHeader::None,
-            Auth::ApiKeyHeader { header, secret } => {
+            Auth::ApiKeyHeader {
+                header,
+                secret,
+                prefix,
+            } => {
                 let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
                     CallError::BadRequest {
                         message: format!("auth header name {header:?} is not valid"),
                     }
                 })?;
                 let value = self.secret(secret)?;
-                AuthHeader::Static(name, sensitive(value.expose(), secret)?)
+                let value = format!("{}{}", prefix.as_deref().unwrap_or(""), value.expose());
+                AuthHeader::Static(name, sensitive(&value, secret)?)
             }
             Auth::Bearer { secret } => {
                 let value = self.secret(secret)?;
@@ -814,11 +980,25 @@ impl Executor {
 
 impl Connector {
     /// Checks limits and output paths and builds the connector's limiters.
-    fn new(def: Integration, base: Url) -> Result<Connector, CallError> {
+    fn new(
+        def: Integration,
+        base: Url,
+        settings: BTreeMap<String, String>,
+    ) -> Result<Connector, CallError> {
         let bad = |message: String| CallError::BadDefinition {
             integration: def.id.clone(),
             message,
         };
+        let compiled = render::compile(&def).map_err(|problems| {
+            bad(problems
+                .iter()
+                .map(|p| match &p.action {
+                    Some(a) => format!("action {a:?} {}", p.message),
+                    None => p.message.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join("; "))
+        })?;
         let timeout = humantime::parse_duration(def.limits.timeout.trim())
             .map_err(|e| bad(format!("limits.timeout {:?}: {e}", def.limits.timeout)))?;
         if timeout.is_zero() {
@@ -841,6 +1021,8 @@ impl Connector {
         let slots = usize::try_from(def.limits.concurrency.max(1)).unwrap_or(1);
         Ok(Connector {
             base,
+            compiled,
+            settings,
             timeout,
             slots: Arc::new(Semaphore::new(slots.min(Semaphore::MAX_PERMITS))),
             rate,
