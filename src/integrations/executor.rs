@@ -22,9 +22,7 @@ use super::definition::{Action, Auth, Integration, Method};
 use super::render::{self, Compiled, RenderError};
 use super::secrets::{SecretValue, Secrets};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use jsonpath_rust::parser::model::JpQuery;
-use jsonpath_rust::parser::parse_json_path;
-use jsonpath_rust::query::js_path_process;
+use crate::jsonpath::Query;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -53,7 +51,9 @@ pub struct RenderedCall {
 pub struct CallResult {
     /// HTTP status of the final response.
     pub status: u16,
-    /// The action's outputs, each its JSONPath evaluated against `body`.
+    /// The action's outputs, each its JSONPath evaluated against `body`: a singular path
+    /// (names and indexes only) gives the value or null, any other path an array of every
+    /// match (possibly empty), as in templates.
     pub output: Map<String, Value>,
     /// The response JSON (redacted), `{"text": ...}` for other content, null when empty.
     pub body: Value,
@@ -250,7 +250,7 @@ struct Connector {
     /// The current OAuth token; the lock also makes concurrent calls share one fetch.
     token: Mutex<Option<CachedToken>>,
     /// Parsed output paths per action.
-    outputs: BTreeMap<String, Vec<(String, JpQuery)>>,
+    outputs: BTreeMap<String, Vec<(String, Query)>>,
 }
 
 struct CachedToken {
@@ -323,8 +323,18 @@ impl Executor {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Executor, CallError> {
         let mut connectors = BTreeMap::new();
-        for (id, def) in integrations {
+        for (id, mut def) in integrations {
             let base = base_url_for(&def, overrides, env)?;
+            if let Some(rate) = env(&rate_env_var(&def.id)).filter(|s| !s.trim().is_empty()) {
+                def.limits.rate_per_minute =
+                    rate.trim().parse().map_err(|_| CallError::BadDefinition {
+                        integration: def.id.clone(),
+                        message: format!(
+                            "{} must be a whole number of requests a minute (0: unlimited)",
+                            rate_env_var(&def.id)
+                        ),
+                    })?;
+            }
             let settings = render::resolve_settings(&def, env);
             connectors.insert(id, Connector::new(def, base, settings)?);
         }
@@ -1008,7 +1018,7 @@ impl Connector {
         for (name, action) in &def.actions {
             let mut parsed = Vec::new();
             for (out, path) in &action.outputs {
-                let query = parse_json_path(path.trim())
+                let query = Query::parse(path)
                     .map_err(|e| bad(format!("action {name:?} output {out:?}: {e}")))?;
                 parsed.push((out.clone(), query));
             }
@@ -1036,6 +1046,12 @@ impl Connector {
 /// The environment variable that overrides integration `id`'s base URL.
 pub fn base_url_env_var(id: &str) -> String {
     format!("TOCSIN_INTEGRATION_{}_BASE_URL", id.to_ascii_uppercase())
+}
+
+/// The environment variable that overrides integration `id`'s `limits.rate_per_minute`
+/// (a premium API key allows more; tests lift the limit with 0).
+pub fn rate_env_var(id: &str) -> String {
+    format!("TOCSIN_INTEGRATION_{}_RATE_PER_MINUTE", id.to_ascii_uppercase())
 }
 
 /// The base URL for `def`: explicit override, else environment, else the definition.
@@ -1107,7 +1123,9 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(delta.to_std().unwrap_or(Duration::ZERO))
 }
 
-/// Each output's JSONPath against `body`: one match → it, several → array, none → null.
+/// Each output's JSONPath against `body`: a singular path gives its value or null, any
+/// other path an array of every match, so an output's type never depends on how many
+/// matches a response happens to have.
 fn evaluate_outputs(
     conn: &Connector,
     action: &str,
@@ -1115,14 +1133,19 @@ fn evaluate_outputs(
 ) -> Result<Map<String, Value>, CallError> {
     let mut output = Map::new();
     for (name, query) in conn.outputs.get(action).map(Vec::as_slice).unwrap_or(&[]) {
-        let found = js_path_process(query, body).map_err(|e| CallError::Output {
-            name: name.clone(),
-            message: e.to_string(),
-        })?;
-        let value = match found.len() {
-            0 => Value::Null,
-            1 => found[0].val.clone(),
-            _ => Value::Array(found.iter().map(|r| r.val.clone()).collect()),
+        let found: Vec<Value> = query
+            .find(body)
+            .map_err(|e| CallError::Output {
+                name: name.clone(),
+                message: e.to_string(),
+            })?
+            .into_iter()
+            .map(|r| r.val().clone())
+            .collect();
+        let value = if query.is_singular() {
+            found.into_iter().next().unwrap_or(Value::Null)
+        } else {
+            Value::Array(found)
         };
         output.insert(name.clone(), value);
     }

@@ -71,7 +71,7 @@ pub const TOKEN_URL_ROOTS: [&str; 1] = ["settings"];
 pub const SUCCESS_ROOTS: [&str; 2] = ["response", "status"];
 
 /// Setting names that would collide with other `TOCSIN_INTEGRATION_<ID>_*` variables.
-const RESERVED_SETTINGS: [&str; 1] = ["base_url"];
+const RESERVED_SETTINGS: [&str; 2] = ["base_url", "rate_per_minute"];
 
 /// Why an action could not be rendered. Messages never contain secret values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -203,7 +203,7 @@ pub fn compile(i: &Integration) -> Result<Compiled, Vec<DefinitionProblem>> {
             problems.push(DefinitionProblem {
                 action: None,
                 message: format!(
-                    "settings.{name}: reserved ({} is the base URL override)",
+                    "settings.{name}: reserved ({} is an override of the definition)",
                     setting_env_var(&i.id, name)
                 ),
             });
