@@ -68,7 +68,12 @@ const TESTED: &[(&str, &[&str])] = &[
     ("slack", &["post_message", "reply_in_thread"]),
     (
         "jira",
-        &["create_issue", "add_comment", "list_transitions", "transition_issue"],
+        &[
+            "create_issue",
+            "add_comment",
+            "list_transitions",
+            "transition_issue",
+        ],
     ),
     (
         "pagerduty",
@@ -170,7 +175,10 @@ fn every_shipped_action_is_tested() {
         .iter()
         .map(|(id, a)| (id.as_str(), a.iter().map(String::as_str).collect()))
         .collect();
-    assert_eq!(tested, shipped, "tests/integrations.rs TESTED vs integrations/*.yaml");
+    assert_eq!(
+        tested, shipped,
+        "tests/integrations.rs TESTED vs integrations/*.yaml"
+    );
     let fakes: Vec<&str> = Vendor::ALL.iter().map(|v| v.id()).collect();
     assert_eq!(
         fakes.len(),
@@ -208,10 +216,22 @@ async fn virustotal_lookups_and_url_analysis() {
     assert_eq!(sent.path, format!("/api/v3/files/{bad_hash}"));
     assert_eq!(sent.header("x-apikey"), Some(creds::VIRUSTOTAL_API_KEY));
 
-    let r = ok(&ex, "virustotal", "file_report", json!({"hash": clean_hash})).await;
+    let r = ok(
+        &ex,
+        "virustotal",
+        "file_report",
+        json!({"hash": clean_hash}),
+    )
+    .await;
     assert_eq!(r.output["malicious"], 0);
     // Never seen: 404 is a result with empty outputs.
-    let r = ok(&ex, "virustotal", "file_report", json!({"hash": "00".repeat(32)})).await;
+    let r = ok(
+        &ex,
+        "virustotal",
+        "file_report",
+        json!({"hash": "00".repeat(32)}),
+    )
+    .await;
     assert_eq!(r.status, 404);
     assert_eq!(r.output["error"], "NotFoundError");
     assert_eq!(r.output["malicious"], Value::Null);
@@ -226,20 +246,32 @@ async fn virustotal_lookups_and_url_analysis() {
         format!("/api/v3/urls/{}", b64url(bad_url))
     );
     let r = ok(&ex, "virustotal", "url_report", json!({"url": new_url})).await;
-    assert_eq!((r.status, r.output["error"].clone()), (404, json!("NotFoundError")));
+    assert_eq!(
+        (r.status, r.output["error"].clone()),
+        (404, json!("NotFoundError"))
+    );
 
     // Unknown URL: submit (a form), read the analysis, then the report by its id.
     let r = ok(&ex, "virustotal", "submit_url", json!({"url": new_url})).await;
     let analysis = r.output["analysis_id"].as_str().unwrap().to_string();
     assert!(analysis.starts_with("u-"), "{analysis}");
     let sent = v.last(Vendor::VirusTotal);
-    assert_eq!((sent.method.as_str(), sent.path.as_str()), ("POST", "/api/v3/urls"));
+    assert_eq!(
+        (sent.method.as_str(), sent.path.as_str()),
+        ("POST", "/api/v3/urls")
+    );
     assert_eq!(
         sent.header("content-type"),
         Some("application/x-www-form-urlencoded")
     );
     assert_eq!(sent.json, json!({"url": new_url}));
-    let r = ok(&ex, "virustotal", "get_analysis", json!({"analysis_id": analysis})).await;
+    let r = ok(
+        &ex,
+        "virustotal",
+        "get_analysis",
+        json!({"analysis_id": analysis}),
+    )
+    .await;
     assert_eq!(r.output["status"], "completed");
     assert_eq!(r.output["url"], new_url);
     assert_eq!(r.output["url_id"], sha256(new_url));
@@ -253,14 +285,26 @@ async fn virustotal_lookups_and_url_analysis() {
     .await;
     assert_eq!((r.status, r.output["url"].clone()), (200, json!(new_url)));
 
-    let r = ok(&ex, "virustotal", "domain_report", json!({"domain": "login-micros0ft.example"})).await;
+    let r = ok(
+        &ex,
+        "virustotal",
+        "domain_report",
+        json!({"domain": "login-micros0ft.example"}),
+    )
+    .await;
     assert_eq!(r.output["malicious"], 45);
     assert_eq!(r.output["registrar"], "NameCheap, Inc.");
-    assert_eq!(v.last(Vendor::VirusTotal).path, "/api/v3/domains/login-micros0ft.example");
+    assert_eq!(
+        v.last(Vendor::VirusTotal).path,
+        "/api/v3/domains/login-micros0ft.example"
+    );
     let r = ok(&ex, "virustotal", "ip_report", json!({"ip": "203.0.113.9"})).await;
     assert_eq!(r.output["malicious"], 45);
     assert_eq!(r.output["as_owner"], "Example Hosting B.V.");
-    assert_eq!(v.last(Vendor::VirusTotal).path, "/api/v3/ip_addresses/203.0.113.9");
+    assert_eq!(
+        v.last(Vendor::VirusTotal).path,
+        "/api/v3/ip_addresses/203.0.113.9"
+    );
     assert_eq!(v.count(Vendor::VirusTotal, "POST", "/api/v3/urls"), 1);
 }
 
@@ -290,7 +334,10 @@ async fn abuseipdb_check_and_report() {
     .await;
     assert_eq!(r.output["score"], 100);
     let sent = v.last(Vendor::AbuseIpdb);
-    assert_eq!((sent.method.as_str(), sent.path.as_str()), ("POST", "/api/v2/report"));
+    assert_eq!(
+        (sent.method.as_str(), sent.path.as_str()),
+        ("POST", "/api/v2/report")
+    );
     assert_eq!(
         sent.json,
         json!({"ip": "198.51.100.23", "categories": "18,22", "comment": "SSH brute force"})
@@ -322,9 +369,15 @@ async fn urlscan_submit_then_result_after_pending() {
     )
     .await;
     let uuid = r.output["uuid"].as_str().unwrap().to_string();
-    assert_eq!(r.output["api_url"], format!("https://urlscan.io/api/v1/result/{uuid}/"));
+    assert_eq!(
+        r.output["api_url"],
+        format!("https://urlscan.io/api/v1/result/{uuid}/")
+    );
     let sent = v.last(Vendor::Urlscan);
-    assert_eq!((sent.method.as_str(), sent.path.as_str()), ("POST", "/api/v1/scan/"));
+    assert_eq!(
+        (sent.method.as_str(), sent.path.as_str()),
+        ("POST", "/api/v1/scan/")
+    );
     assert_eq!(sent.header("api-key"), Some(creds::URLSCAN_API_KEY));
     assert_eq!(
         sent.json,
@@ -333,7 +386,10 @@ async fn urlscan_submit_then_result_after_pending() {
 
     // Still scanning: urlscan.io answers 404, which is a failure (the playbook retries).
     let err = fails(&ex, "urlscan", "get_result", json!({"uuid": uuid})).await;
-    assert!(matches!(err, CallError::Http { status: 404, .. }), "{err:?}");
+    assert!(
+        matches!(err, CallError::Http { status: 404, .. }),
+        "{err:?}"
+    );
     let r = ok(&ex, "urlscan", "get_result", json!({"uuid": uuid})).await;
     assert_eq!(r.output["malicious"], true);
     assert_eq!(r.output["score"], 100);
@@ -356,7 +412,13 @@ async fn crowdstrike_find_contain_lift_and_intel() {
     let device = v.with(|w| w.hosts["ws-0042"].clone());
     let ex = v.executor(shipped());
 
-    let r = ok(&ex, "crowdstrike", "find_device", json!({"hostname": "ws-0042"})).await;
+    let r = ok(
+        &ex,
+        "crowdstrike",
+        "find_device",
+        json!({"hostname": "ws-0042"}),
+    )
+    .await;
     assert_eq!(r.output["device_id"], device);
     assert_eq!(r.output["device_ids"], json!([device]));
     assert_eq!(r.output["total"], 1);
@@ -367,14 +429,32 @@ async fn crowdstrike_find_contain_lift_and_intel() {
     // The token came from the relative token URL under the base URL, as a form.
     let token_calls = v.calls(Vendor::CrowdStrike, "POST", "/oauth2/token");
     assert_eq!(token_calls.len(), 1);
-    assert_eq!(token_calls[0].json["client_id"], creds::CROWDSTRIKE_CLIENT_ID);
-    assert!(sent.header("authorization").unwrap().starts_with("Bearer crowdstrike-token-1"));
+    assert_eq!(
+        token_calls[0].json["client_id"],
+        creds::CROWDSTRIKE_CLIENT_ID
+    );
+    assert!(sent
+        .header("authorization")
+        .unwrap()
+        .starts_with("Bearer crowdstrike-token-1"));
 
-    let r = ok(&ex, "crowdstrike", "device_details", json!({"device_id": device})).await;
+    let r = ok(
+        &ex,
+        "crowdstrike",
+        "device_details",
+        json!({"device_id": device}),
+    )
+    .await;
     assert_eq!(r.output["hostname"], "ws-0042");
     assert_eq!(r.output["status"], "normal");
 
-    let r = ok(&ex, "crowdstrike", "contain_host", json!({"device_id": device})).await;
+    let r = ok(
+        &ex,
+        "crowdstrike",
+        "contain_host",
+        json!({"device_id": device}),
+    )
+    .await;
     assert_eq!(r.status, 202);
     assert_eq!(r.output["device_id"], device);
     let sent = v.last(Vendor::CrowdStrike);
@@ -382,10 +462,25 @@ async fn crowdstrike_find_contain_lift_and_intel() {
     assert_eq!(sent.query("action_name"), Some("contain"));
     assert_eq!(sent.json, json!({"ids": [device]}));
     assert!(v.with(|w| w.contained.contains(&device)));
-    let r = ok(&ex, "crowdstrike", "device_details", json!({"device_id": device})).await;
+    let r = ok(
+        &ex,
+        "crowdstrike",
+        "device_details",
+        json!({"device_id": device}),
+    )
+    .await;
     assert_eq!(r.output["status"], "contained");
-    ok(&ex, "crowdstrike", "lift_containment", json!({"device_id": device})).await;
-    assert_eq!(v.last(Vendor::CrowdStrike).query("action_name"), Some("lift_containment"));
+    ok(
+        &ex,
+        "crowdstrike",
+        "lift_containment",
+        json!({"device_id": device}),
+    )
+    .await;
+    assert_eq!(
+        v.last(Vendor::CrowdStrike).query("action_name"),
+        Some("lift_containment")
+    );
     assert!(!v.with(|w| w.contained.contains(&device)));
 
     let r = ok(
@@ -407,7 +502,10 @@ async fn crowdstrike_find_contain_lift_and_intel() {
         json!({"type": "sha256", "hash": "ab".repeat(32)}),
     )
     .await;
-    assert_eq!((r.status, r.output["device_count"].clone()), (404, Value::Null));
+    assert_eq!(
+        (r.status, r.output["device_count"].clone()),
+        (404, Value::Null)
+    );
 
     let r = ok(&ex, "crowdstrike", "intel_indicator", json!({"hash": hash})).await;
     assert_eq!(r.output["malicious_confidence"], "high");
@@ -428,7 +526,14 @@ async fn crowdstrike_find_contain_lift_and_intel() {
 async fn msgraph_find_and_soft_delete_a_message_and_contain_a_user() {
     let v = Vendors::start();
     let imid = "<CAF=x+y/z@mail.evil.example>";
-    let id = v.with(|w| w.deliver("alice@contoso.com", imid, "Reset your password", "it@evil.example"));
+    let id = v.with(|w| {
+        w.deliver(
+            "alice@contoso.com",
+            imid,
+            "Reset your password",
+            "it@evil.example",
+        )
+    });
     let ex = v.executor(shipped());
 
     let r = ok(
@@ -454,7 +559,10 @@ async fn msgraph_find_and_soft_delete_a_message_and_contain_a_user() {
         &format!("/{}/oauth2/v2.0/token", creds::MSGRAPH_TENANT),
     );
     assert_eq!(token.len(), 1);
-    assert_eq!(token[0].json["scope"], "https://graph.microsoft.com/.default");
+    assert_eq!(
+        token[0].json["scope"],
+        "https://graph.microsoft.com/.default"
+    );
     assert_eq!(token[0].json["grant_type"], "client_credentials");
 
     let r = ok(
@@ -468,8 +576,14 @@ async fn msgraph_find_and_soft_delete_a_message_and_contain_a_user() {
     assert_eq!(r.output["folder_id"], "recoverableitemsdeletions");
     assert_ne!(r.output["new_message_id"], json!(id));
     let sent = v.last(Vendor::MsGraph);
-    assert_eq!(sent.path, format!("/v1.0/users/alice@contoso.com/messages/{id}/move"));
-    assert_eq!(sent.json, json!({"destinationId": "recoverableitemsdeletions"}));
+    assert_eq!(
+        sent.path,
+        format!("/v1.0/users/alice@contoso.com/messages/{id}/move")
+    );
+    assert_eq!(
+        sent.json,
+        json!({"destinationId": "recoverableitemsdeletions"})
+    );
     // The old id is gone: a repeat is a 404, which is why the action is not idempotent.
     let err = fails(
         &ex,
@@ -478,9 +592,18 @@ async fn msgraph_find_and_soft_delete_a_message_and_contain_a_user() {
         json!({"user": "alice@contoso.com", "message_id": id}),
     )
     .await;
-    assert!(matches!(err, CallError::Http { status: 404, .. }), "{err:?}");
+    assert!(
+        matches!(err, CallError::Http { status: 404, .. }),
+        "{err:?}"
+    );
 
-    let r = ok(&ex, "msgraph", "get_user", json!({"user": "bob@contoso.com"})).await;
+    let r = ok(
+        &ex,
+        "msgraph",
+        "get_user",
+        json!({"user": "bob@contoso.com"}),
+    )
+    .await;
     assert_eq!(r.output["upn"], "bob@contoso.com");
     assert_eq!(r.output["enabled"], true);
     let user_id = r.output["id"].as_str().unwrap().to_string();
@@ -498,7 +621,10 @@ async fn msgraph_find_and_soft_delete_a_message_and_contain_a_user() {
     let r = ok(&ex, "msgraph", "disable_user", json!({"user": user_id})).await;
     assert_eq!(r.status, 204);
     let sent = v.last(Vendor::MsGraph);
-    assert_eq!((sent.method.as_str(), sent.json.clone()), ("PATCH", json!({"accountEnabled": false})));
+    assert_eq!(
+        (sent.method.as_str(), sent.json.clone()),
+        ("PATCH", json!({"accountEnabled": false}))
+    );
     assert!(!v.with(|w| w.users["bob@contoso.com"].enabled));
     ok(&ex, "msgraph", "enable_user", json!({"user": user_id})).await;
     let state = v.with(|w| w.users["bob@contoso.com"].clone());
@@ -528,18 +654,51 @@ async fn firewall_block_lookup_unblock() {
     );
     // A repeat is harmless: the same entry, 200.
     let again = ok(&ex, "firewall", "block_ip", block).await;
-    assert_eq!((again.status, again.output["id"].clone()), (200, r.output["id"].clone()));
+    assert_eq!(
+        (again.status, again.output["id"].clone()),
+        (200, r.output["id"].clone())
+    );
     assert_eq!(v.with(|w| w.blocklist.len()), 1);
 
-    let r = ok(&ex, "firewall", "lookup", json!({"type": "ip", "value": "198.51.100.23"})).await;
+    let r = ok(
+        &ex,
+        "firewall",
+        "lookup",
+        json!({"type": "ip", "value": "198.51.100.23"}),
+    )
+    .await;
     assert_eq!(r.output["listed_value"], "198.51.100.23");
     assert_eq!(r.output["reason"], "brute force");
-    ok(&ex, "firewall", "unblock_ip", json!({"ip": "198.51.100.23"})).await;
-    assert_eq!(v.last(Vendor::Firewall).path, "/api/v1/blocklist/ip/198.51.100.23");
-    let r = ok(&ex, "firewall", "lookup", json!({"type": "ip", "value": "198.51.100.23"})).await;
-    assert_eq!((r.status, r.output["listed_value"].clone()), (404, Value::Null));
+    ok(
+        &ex,
+        "firewall",
+        "unblock_ip",
+        json!({"ip": "198.51.100.23"}),
+    )
+    .await;
+    assert_eq!(
+        v.last(Vendor::Firewall).path,
+        "/api/v1/blocklist/ip/198.51.100.23"
+    );
+    let r = ok(
+        &ex,
+        "firewall",
+        "lookup",
+        json!({"type": "ip", "value": "198.51.100.23"}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.output["listed_value"].clone()),
+        (404, Value::Null)
+    );
     // Removing what is not listed is fine too (404 accepted).
-    let r = ok(&ex, "firewall", "unblock_ip", json!({"ip": "198.51.100.23"})).await;
+    let r = ok(
+        &ex,
+        "firewall",
+        "unblock_ip",
+        json!({"ip": "198.51.100.23"}),
+    )
+    .await;
     assert_eq!(r.status, 404);
 
     // Senders: the address goes into the path as one encoded segment.
@@ -574,7 +733,10 @@ async fn firewall_block_lookup_unblock() {
     )
     .await;
     assert_eq!(r.status, 404);
-    assert_eq!(v.last(Vendor::Firewall).path, "/api/v1/blocklist/ip/..%2F..%2Fadmin");
+    assert_eq!(
+        v.last(Vendor::Firewall).path,
+        "/api/v1/blocklist/ip/..%2F..%2Fadmin"
+    );
 }
 
 #[tokio::test]
@@ -596,7 +758,10 @@ async fn slack_posts_and_reports_failures_in_the_body() {
         sent.header("authorization"),
         Some(format!("Bearer {}", creds::SLACK_BOT_TOKEN).as_str())
     );
-    assert_eq!(sent.header("content-type"), Some("application/json; charset=utf-8"));
+    assert_eq!(
+        sent.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
     assert_eq!(
         sent.json,
         json!({"channel": "soc-alerts", "text": "*Case 7*: phishing", "unfurl_links": false})
@@ -625,7 +790,10 @@ async fn slack_posts_and_reports_failures_in_the_body() {
             status,
             message,
             attempts,
-        } => assert_eq!((*status, message.as_str(), *attempts), (200, "channel_not_found", 1)),
+        } => assert_eq!(
+            (*status, message.as_str(), *attempts),
+            (200, "channel_not_found", 1)
+        ),
         other => panic!("{other:?}"),
     }
     assert!(!err.is_transient());
@@ -650,9 +818,15 @@ async fn jira_ticket_lifecycle() {
     let sent = v.last(Vendor::Jira);
     assert_eq!(sent.path, "/rest/api/3/issue");
     use base64::Engine as _;
-    let basic = base64::engine::general_purpose::STANDARD
-        .encode(format!("{}:{}", creds::JIRA_EMAIL, creds::JIRA_API_TOKEN));
-    assert_eq!(sent.header("authorization"), Some(format!("Basic {basic}").as_str()));
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        creds::JIRA_EMAIL,
+        creds::JIRA_API_TOKEN
+    ));
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Basic {basic}").as_str())
+    );
     assert_eq!(
         sent.json["fields"],
         json!({"project": {"key": "OPS"}, "issuetype": {"name": "Incident"},
@@ -661,9 +835,18 @@ async fn jira_ticket_lifecycle() {
                    {"type": "paragraph", "content": [{"type": "text", "text": "web-01 down"}]}]}})
     );
 
-    let r = ok(&ex, "jira", "add_comment", json!({"issue": key, "text": "restarted"})).await;
+    let r = ok(
+        &ex,
+        "jira",
+        "add_comment",
+        json!({"issue": key, "text": "restarted"}),
+    )
+    .await;
     assert!(r.output["id"].is_string());
-    assert_eq!(v.last(Vendor::Jira).path, format!("/rest/api/3/issue/{key}/comment"));
+    assert_eq!(
+        v.last(Vendor::Jira).path,
+        format!("/rest/api/3/issue/{key}/comment")
+    );
     assert_eq!(
         v.last(Vendor::Jira).json["body"]["content"][0]["content"][0]["text"],
         "restarted"
@@ -679,12 +862,24 @@ async fn jira_ticket_lifecycle() {
     )
     .await;
     assert_eq!(r.status, 204);
-    assert_eq!(v.last(Vendor::Jira).json, json!({"transition": {"id": "31"}}));
+    assert_eq!(
+        v.last(Vendor::Jira).json,
+        json!({"transition": {"id": "31"}})
+    );
     assert_eq!(v.with(|w| w.jira_issues[&key]["status"].clone()), "Done");
     assert_eq!(v.count(Vendor::Jira, "POST", "/rest/api/3/issue"), 1);
 
-    let err = fails(&ex, "jira", "add_comment", json!({"issue": "OPS-999", "text": "x"})).await;
-    assert!(matches!(err, CallError::Http { status: 404, .. }), "{err:?}");
+    let err = fails(
+        &ex,
+        "jira",
+        "add_comment",
+        json!({"issue": "OPS-999", "text": "x"}),
+    )
+    .await;
+    assert!(
+        matches!(err, CallError::Http { status: 404, .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -706,7 +901,10 @@ async fn pagerduty_page_acknowledge_escalate_resolve() {
         Some(format!("Token token={}", creds::PAGERDUTY_API_KEY).as_str())
     );
     assert_eq!(sent.header("from"), Some(from));
-    assert_eq!(sent.header("accept"), Some("application/vnd.pagerduty+json;version=2"));
+    assert_eq!(
+        sent.header("accept"),
+        Some("application/vnd.pagerduty+json;version=2")
+    );
     assert_eq!(
         sent.json,
         json!({"incident": {"type": "incident", "title": "checkout down",
@@ -716,7 +914,10 @@ async fn pagerduty_page_acknowledge_escalate_resolve() {
     );
     // The same open incident key is refused: never paged twice.
     let err = fails(&ex, "pagerduty", "create_incident", create).await;
-    assert!(matches!(err, CallError::Http { status: 400, .. }), "{err:?}");
+    assert!(
+        matches!(err, CallError::Http { status: 400, .. }),
+        "{err:?}"
+    );
     assert_eq!(v.with(|w| w.incidents.len()), 1);
 
     // Nobody acknowledged yet.
@@ -732,7 +933,10 @@ async fn pagerduty_page_acknowledge_escalate_resolve() {
     .await;
     assert_eq!(r.output["escalation_level"], 2);
     let sent = v.last(Vendor::PagerDuty);
-    assert_eq!((sent.method.as_str(), sent.path.clone()), ("PUT", format!("/incidents/{id}")));
+    assert_eq!(
+        (sent.method.as_str(), sent.path.clone()),
+        ("PUT", format!("/incidents/{id}"))
+    );
     assert_eq!(
         sent.json,
         json!({"incident": {"type": "incident_reference", "escalation_level": 2}})
@@ -760,7 +964,10 @@ async fn pagerduty_page_acknowledge_escalate_resolve() {
     )
     .await;
     assert!(r.output["id"].as_str().unwrap().starts_with("PNOTE"));
-    assert_eq!(v.last(Vendor::PagerDuty).json, json!({"note": {"content": "restart requested"}}));
+    assert_eq!(
+        v.last(Vendor::PagerDuty).json,
+        json!({"note": {"content": "restart requested"}})
+    );
     let r = ok(
         &ex,
         "pagerduty",
@@ -814,7 +1021,10 @@ async fn diagnostics_restart_rollback_and_jobs() {
     );
     // The same request_id again: the earlier job, no second restart.
     let again = ok(&ex, "diagnostics", "restart_service", restart).await;
-    assert_eq!((again.status, again.output["job_id"].clone()), (200, json!(job)));
+    assert_eq!(
+        (again.status, again.output["job_id"].clone()),
+        (200, json!(job))
+    );
     assert_eq!(v.with(|w| w.jobs.len()), 1);
     let r = ok(&ex, "diagnostics", "job_status", json!({"job_id": job})).await;
     assert_eq!(r.output["status"], "succeeded");
@@ -836,7 +1046,10 @@ async fn diagnostics_restart_rollback_and_jobs() {
     )
     .await;
     assert_eq!(r.output["version"], "2026.11.24-1");
-    assert_eq!(v.last(Vendor::Diagnostics).path, "/api/v1/deployments/checkout-api/rollback");
+    assert_eq!(
+        v.last(Vendor::Diagnostics).path,
+        "/api/v1/deployments/checkout-api/rollback"
+    );
     let r = ok(
         &ex,
         "diagnostics",
@@ -857,16 +1070,32 @@ fn sample_calls() -> Vec<(Vendor, &'static str, Value)> {
             "submit_scan",
             json!({"url": "https://x.example/", "visibility": "private"}),
         ),
-        (Vendor::CrowdStrike, "find_device", json!({"hostname": "ws-0042"})),
-        (Vendor::MsGraph, "get_user", json!({"user": "alice@contoso.com"})),
-        (Vendor::Firewall, "lookup", json!({"type": "ip", "value": "192.0.2.1"})),
+        (
+            Vendor::CrowdStrike,
+            "find_device",
+            json!({"hostname": "ws-0042"}),
+        ),
+        (
+            Vendor::MsGraph,
+            "get_user",
+            json!({"user": "alice@contoso.com"}),
+        ),
+        (
+            Vendor::Firewall,
+            "lookup",
+            json!({"type": "ip", "value": "192.0.2.1"}),
+        ),
         (
             Vendor::Slack,
             "post_message",
             json!({"channel": "soc-alerts", "text": "hello"}),
         ),
         (Vendor::Jira, "list_transitions", json!({"issue": "OPS-1"})),
-        (Vendor::PagerDuty, "get_incident", json!({"incident_id": "Q0PD0001"})),
+        (
+            Vendor::PagerDuty,
+            "get_incident",
+            json!({"incident_id": "Q0PD0001"}),
+        ),
         (
             Vendor::Diagnostics,
             "host_diagnostics",
@@ -957,7 +1186,17 @@ async fn rate_limited_calls_wait_for_retry_after_then_succeed() {
                "labels": []}),
     )
     .await;
-    assert!(matches!(err, CallError::Http { status: 503, attempts: 1, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            CallError::Http {
+                status: 503,
+                attempts: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.is_transient());
     assert_eq!(v.count(Vendor::Jira, "POST", "/rest/api/3/issue"), 1);
 
@@ -978,7 +1217,11 @@ async fn rate_limited_calls_wait_for_retry_after_then_succeed() {
     assert!(reports
         .iter()
         .all(|c| c.header("idempotency-key") == Some("run-1-step-report")));
-    assert_eq!(v.with(|w| w.abuse_reports.len()), 1, "one report reached the vendor");
+    assert_eq!(
+        v.with(|w| w.abuse_reports.len()),
+        1,
+        "one report reached the vendor"
+    );
 }
 
 #[tokio::test]
@@ -1029,10 +1272,19 @@ async fn secret_values_never_come_back_in_results_or_errors() {
     )
     .await;
     let text = format!("{err} {err:?}");
-    assert!(text.contains("bad type \\\"****\\\"") || text.contains("bad type \"****\""), "{text}");
+    assert!(
+        text.contains("bad type \\\"****\\\"") || text.contains("bad type \"****\""),
+        "{text}"
+    );
     assert!(!text.contains(creds::BLOCKLIST_API_TOKEN), "{text}");
     // OAuth tokens learned at run time are redacted too.
-    ok(&ex, "msgraph", "get_user", json!({"user": "alice@contoso.com"})).await;
+    ok(
+        &ex,
+        "msgraph",
+        "get_user",
+        json!({"user": "alice@contoso.com"}),
+    )
+    .await;
     let token = v.with(|w| w.tokens[&Vendor::MsGraph].clone());
     assert_eq!(ex.secrets().redact(&format!("t={token}")), "t=****");
 }
@@ -1041,7 +1293,13 @@ async fn secret_values_never_come_back_in_results_or_errors() {
 async fn missing_inputs_and_settings_fail_before_sending() {
     let v = Vendors::start();
     let ex = v.executor(shipped());
-    let err = fails(&ex, "firewall", "block_ip", json!({"ip": "192.0.2.1", "reason": "r"})).await;
+    let err = fails(
+        &ex,
+        "firewall",
+        "block_ip",
+        json!({"ip": "192.0.2.1", "reason": "r"}),
+    )
+    .await;
     match &err {
         CallError::MissingInput { name, .. } => assert_eq!(name, "ttl"),
         other => panic!("{other:?}"),
@@ -1051,7 +1309,13 @@ async fn missing_inputs_and_settings_fail_before_sending() {
 
     // Without the Graph tenant, nothing is sent and the error names the variable.
     let ex = executor_with(&v, &[("TOCSIN_INTEGRATION_MSGRAPH_TENANT", None)]);
-    let err = fails(&ex, "msgraph", "get_user", json!({"user": "alice@contoso.com"})).await;
+    let err = fails(
+        &ex,
+        "msgraph",
+        "get_user",
+        json!({"user": "alice@contoso.com"}),
+    )
+    .await;
     assert!(
         matches!(&err, CallError::MissingSetting { name, env_var, .. }
             if name == "tenant" && env_var == "TOCSIN_INTEGRATION_MSGRAPH_TENANT"),
@@ -1060,8 +1324,20 @@ async fn missing_inputs_and_settings_fail_before_sending() {
     assert!(v.requests(Vendor::MsGraph).is_empty());
 
     // A tenant the directory does not know: the identity platform's own error.
-    let ex = executor_with(&v, &[("TOCSIN_INTEGRATION_MSGRAPH_TENANT", Some("fabrikam.example"))]);
-    let err = fails(&ex, "msgraph", "get_user", json!({"user": "alice@contoso.com"})).await;
+    let ex = executor_with(
+        &v,
+        &[(
+            "TOCSIN_INTEGRATION_MSGRAPH_TENANT",
+            Some("fabrikam.example"),
+        )],
+    );
+    let err = fails(
+        &ex,
+        "msgraph",
+        "get_user",
+        json!({"user": "alice@contoso.com"}),
+    )
+    .await;
     assert!(
         matches!(&err, CallError::OAuth { status: Some(400), message } if message.contains("AADSTS90002")),
         "{err:?}"

@@ -21,8 +21,8 @@
 use super::definition::{Action, Auth, Integration, Method};
 use super::render::{self, Compiled, RenderError};
 use super::secrets::{SecretValue, Secrets};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use crate::jsonpath::Query;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -394,7 +394,8 @@ impl Executor {
         if let Some(key) = idempotency_key {
             call.headers
                 .retain(|(k, _)| !k.eq_ignore_ascii_case("idempotency-key"));
-            call.headers.push(("Idempotency-Key".into(), key.to_string()));
+            call.headers
+                .push(("Idempotency-Key".into(), key.to_string()));
         }
         self.call(integration, action, call).await
     }
@@ -1051,7 +1052,10 @@ pub fn base_url_env_var(id: &str) -> String {
 /// The environment variable that overrides integration `id`'s `limits.rate_per_minute`
 /// (a premium API key allows more; tests lift the limit with 0).
 pub fn rate_env_var(id: &str) -> String {
-    format!("TOCSIN_INTEGRATION_{}_RATE_PER_MINUTE", id.to_ascii_uppercase())
+    format!(
+        "TOCSIN_INTEGRATION_{}_RATE_PER_MINUTE",
+        id.to_ascii_uppercase()
+    )
 }
 
 /// The base URL for `def`: explicit override, else environment, else the definition.
@@ -2016,6 +2020,129 @@ mod tests {
         assert_eq!(r.body["data"]["score"], 87);
         assert_eq!(v.state.hits("/data")[0].headers["x-apikey"], API_KEY);
         v.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn invoke_renders_inputs_sends_keys_and_applies_success_tests() {
+        let v = Vendor::start();
+        let i = integration(
+            json!({"type": "api_key_header", "header": "x-apikey", "prefix": "Key ", "secret": "VENDOR_KEY"}),
+            json!({"retries": 3}),
+            json!({
+                "echo": {"kind": "notification", "method": "POST", "path": "/echo",
+                         "query": {"q": "${{ $.inputs.q }}"},
+                         "body": {"text": "${{ $.inputs.text }}", "none": "${{ $.inputs.none }}"},
+                         "inputs": ["q", "text", "none"]},
+                "flaky": {"kind": "notification", "method": "POST", "path": "/flaky503",
+                          "inputs": []},
+                "judged": {"kind": "enrichment", "method": "GET", "path": "/data",
+                           "success": {"condition": "$.response.data.score < 50",
+                                       "message": "$.data.owner.name"}},
+            }),
+        );
+        let ex = executor(&v, i, secrets());
+        let inputs = |v: Value| v.as_object().unwrap().clone();
+        let r = ex
+            .invoke(
+                "vendor",
+                "echo",
+                &inputs(json!({"q": "a b", "text": "hi", "none": null})),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.body["query"], "q=a+b");
+        assert_eq!(r.body["body"], r#"{"text":"hi"}"#);
+        // The prefix is sent before the key (and the pair is redacted in results).
+        assert_eq!(r.body["you_sent"], "Key ****");
+        assert_eq!(
+            v.state.hits("/echo")[0].headers["x-apikey"],
+            format!("Key {API_KEY}")
+        );
+
+        // A missing input sends nothing.
+        let err = ex
+            .invoke("vendor", "echo", &inputs(json!({"q": "x"})), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, CallError::MissingInput { name, .. } if name == "text"),
+            "{err:?}"
+        );
+        assert_eq!(v.state.hits("/echo").len(), 1);
+
+        // A POST that is not idempotent is retried when it carries an idempotency key.
+        let r = ex
+            .invoke("vendor", "flaky", &Map::new(), Some("key-1"))
+            .await
+            .unwrap();
+        assert_eq!(r.attempts, 3);
+        assert!(v
+            .state
+            .hits("/flaky503")
+            .iter()
+            .all(|h| h.headers["idempotency-key"] == "key-1"));
+
+        // A 200 that fails the success test is a failure quoting the vendor's text.
+        let err = ex
+            .invoke("vendor", "judged", &Map::new(), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, CallError::Rejected { status: 200, message, attempts: 1 } if message == "x"),
+            "{err:?}"
+        );
+        assert!(!err.is_transient());
+        v.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn relative_token_urls_are_under_the_base_url() {
+        let v = Vendor::start();
+        // The base is `/api/`; the fake serves the token at `/api/oauth/token` too.
+        let auth = json!({
+            "type": "oauth2_client_credentials",
+            "token_url": "/oauth/token",
+            "client_id_secret": "VENDOR_CLIENT_ID",
+            "client_secret_secret": "VENDOR_CLIENT_SECRET",
+            "scope": "read",
+        });
+        let i = integration(auth, json!({}), json!({"a": action("GET", "/oauth/api")}));
+        let ex = executor(&v, i, secrets());
+        let r = ex.call("vendor", "a", get("/oauth/api")).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(v.state.hits("/oauth/token").len(), 1);
+        v.stop().await;
+    }
+
+    #[test]
+    fn rate_can_be_overridden_per_deployment() {
+        let i = integration(
+            json!({"type": "none"}),
+            json!({"rate_per_minute": 4}),
+            json!({"a": action("GET", "/")}),
+        );
+        let env = BTreeMap::from([(rate_env_var("vendor"), "soon".to_string())]);
+        let err = Executor::with_env(
+            BTreeMap::from([("vendor".into(), i.clone())]),
+            Secrets::default(),
+            &env,
+            ExecutorConfig::default(),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err}").contains("TOCSIN_INTEGRATION_VENDOR_RATE_PER_MINUTE"),
+            "{err}"
+        );
+        let env = BTreeMap::from([(rate_env_var("vendor"), "0".to_string())]);
+        let ex = Executor::with_env(
+            BTreeMap::from([("vendor".into(), i)]),
+            Secrets::default(),
+            &env,
+            ExecutorConfig::default(),
+        )
+        .unwrap();
+        assert!(ex.connectors["vendor"].rate.is_none());
     }
 
     #[test]

@@ -21,7 +21,9 @@
 //! `secrets` (nor `settings`), and a value passed in `with:` is data, never parsed as a
 //! template, so a `${{ $.secrets.X }}` inside an alert stays that text. Not in `path` or
 //! `query`, which end up in access logs. Whatever a secret renders into is sent to the
-//! vendor only; results and errors pass through [`super::secrets::Secrets::redact`].
+//! vendor only; results and errors pass through [`super::secrets::Secrets::redact`],
+//! which knows secret values as they are (and URL-encoded), not transformed by a filter
+//! (`| base64`): encoded credentials belong in `auth` (`basic` remembers its encoding).
 //!
 //! # How each part renders
 //!
@@ -210,18 +212,16 @@ pub fn compile(i: &Integration) -> Result<Compiled, Vec<DefinitionProblem>> {
         }
     }
     let token_url = match &i.auth {
-        Auth::Oauth2ClientCredentials { token_url, .. } => {
-            match compile_token_url(i, token_url) {
-                Ok(t) => Some(t),
-                Err(message) => {
-                    problems.push(DefinitionProblem {
-                        action: None,
-                        message: format!("auth.token_url: {message}"),
-                    });
-                    None
-                }
+        Auth::Oauth2ClientCredentials { token_url, .. } => match compile_token_url(i, token_url) {
+            Ok(t) => Some(t),
+            Err(message) => {
+                problems.push(DefinitionProblem {
+                    action: None,
+                    message: format!("auth.token_url: {message}"),
+                });
+                None
             }
-        }
+        },
         _ => None,
     };
     let mut actions = BTreeMap::new();
@@ -251,9 +251,7 @@ pub fn compile(i: &Integration) -> Result<Compiled, Vec<DefinitionProblem>> {
         let headers = action
             .headers
             .iter()
-            .filter_map(|(k, v)| {
-                Some((k.clone(), c.template(&format!("headers.{k}"), v, true)?))
-            })
+            .filter_map(|(k, v)| Some((k.clone(), c.template(&format!("headers.{k}"), v, true)?)))
             .collect();
         let body = action.body.as_ref().and_then(|b| {
             match expr::parse_value_with_roots(b, &ACTION_ROOTS) {
@@ -453,9 +451,9 @@ impl CompiledAction {
         check_settings(integration, &self.settings, settings)?;
         let mut secret_values = Map::new();
         for name in &self.secrets {
-            let value = secrets.get(name).ok_or_else(|| RenderError::MissingSecret {
-                name: name.clone(),
-            })?;
+            let value = secrets
+                .get(name)
+                .ok_or_else(|| RenderError::MissingSecret { name: name.clone() })?;
             secret_values.insert(name.clone(), Value::String(value.expose().to_string()));
         }
         let ctx = serde_json::json!({
@@ -508,8 +506,9 @@ impl CompiledAction {
         }
         let body = match &self.body {
             None => None,
-            Some(b) => render_body(b, &ctx)
-                .map_err(|e| RenderError::Invalid(format!("body: {e}")))?,
+            Some(b) => {
+                render_body(b, &ctx).map_err(|e| RenderError::Invalid(format!("body: {e}")))?
+            }
         };
         Ok(RenderedCall {
             path,
@@ -772,10 +771,7 @@ mod tests {
         assert_eq!(path("%2e%2e").unwrap(), "/files/%252e%252e");
         assert_eq!(path("é\\").unwrap(), "/files/%C3%A9%5C");
         for bad in ["..", ".", ""] {
-            assert!(
-                matches!(path(bad), Err(RenderError::Invalid(_))),
-                "{bad:?}"
-            );
+            assert!(matches!(path(bad), Err(RenderError::Invalid(_))), "{bad:?}");
         }
         // A number renders as its text.
         let call = render_with(&i, json!({"id": 7}), &[], &Secrets::default()).unwrap();
@@ -883,16 +879,46 @@ mod tests {
     #[test]
     fn definitions_that_read_too_much_are_refused() {
         let cases = [
-            (json!({"path": "/x/${{ $.inputs.nope }}"}), "uses input \"nope\""),
-            (json!({"path": "/x/${{ $.settings.nope }}"}), "setting \"nope\", which is not declared"),
-            (json!({"path": "/x/${{ $.secrets.KEY }}"}), "only in headers and body"),
-            (json!({"path": "/x", "query": {"k": "${{ $.secrets.KEY }}"}}), "only in headers and body"),
-            (json!({"path": "/x", "body": {"k": "${{ $.secrets.lower }}"}}), "UPPER_SNAKE_CASE"),
-            (json!({"path": "/x", "body": {"k": "${{ $..x }}"}}), "must name inputs, settings or secrets"),
-            (json!({"path": "/x", "body": {"k": "${{ $.secrets['KEY'] }}"}}), "name secrets as $.secrets.<name>"),
-            (json!({"path": "/x", "body": {"k": "${{ $.case.id }}"}}), "unknown context key 'case'"),
-            (json!({"path": "/x", "success": {"condition": "$.inputs.ok"}}), "success.condition"),
-            (json!({"path": "/x", "success": {"condition": "$.response.ok", "message": "$.[x"}}), "success.message"),
+            (
+                json!({"path": "/x/${{ $.inputs.nope }}"}),
+                "uses input \"nope\"",
+            ),
+            (
+                json!({"path": "/x/${{ $.settings.nope }}"}),
+                "setting \"nope\", which is not declared",
+            ),
+            (
+                json!({"path": "/x/${{ $.secrets.KEY }}"}),
+                "only in headers and body",
+            ),
+            (
+                json!({"path": "/x", "query": {"k": "${{ $.secrets.KEY }}"}}),
+                "only in headers and body",
+            ),
+            (
+                json!({"path": "/x", "body": {"k": "${{ $.secrets.lower }}"}}),
+                "UPPER_SNAKE_CASE",
+            ),
+            (
+                json!({"path": "/x", "body": {"k": "${{ $..x }}"}}),
+                "must name inputs, settings or secrets",
+            ),
+            (
+                json!({"path": "/x", "body": {"k": "${{ $.secrets['KEY'] }}"}}),
+                "name secrets as $.secrets.<name>",
+            ),
+            (
+                json!({"path": "/x", "body": {"k": "${{ $.case.id }}"}}),
+                "unknown context key 'case'",
+            ),
+            (
+                json!({"path": "/x", "success": {"condition": "$.inputs.ok"}}),
+                "success.condition",
+            ),
+            (
+                json!({"path": "/x", "success": {"condition": "$.response.ok", "message": "$.[x"}}),
+                "success.message",
+            ),
         ];
         for (action, expected) in cases {
             let mut a = json!({"kind": "enrichment", "method": "GET", "inputs": []});
@@ -910,8 +936,16 @@ mod tests {
             json!({"kind": "enrichment", "method": "GET", "path": "/x"}),
         );
         let found = problems(&i);
-        assert!(found.iter().any(|p| p.contains("settings.base_url: reserved")), "{found:?}");
-        assert!(found.iter().any(|p| p.contains("settings.Bad")), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("settings.base_url: reserved")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|p| p.contains("settings.Bad")),
+            "{found:?}"
+        );
     }
 
     #[test]
@@ -942,10 +976,16 @@ mod tests {
         for (bad, expected) in [
             ("ftp://x", "not an http(s) URL"),
             ("https://x/${{ $.settings.other }}", "not declared"),
-            ("https://x/${{ $.inputs.x }}", "unknown context key 'inputs'"),
+            (
+                "https://x/${{ $.inputs.x }}",
+                "unknown context key 'inputs'",
+            ),
         ] {
             let found = problems(&oauth(bad));
-            assert!(found.iter().any(|p| p.contains(expected)), "{bad}: {found:?}");
+            assert!(
+                found.iter().any(|p| p.contains(expected)),
+                "{bad}: {found:?}"
+            );
         }
     }
 

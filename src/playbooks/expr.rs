@@ -1760,13 +1760,13 @@ mod tests {
         // Characters that differ between the alphabets.
         assert_eq!(r("${{ $.inputs.odd | base64 }}"), json!("w7x+Pz4="));
         assert_eq!(r("${{ $.inputs.odd | base64url }}"), json!("w7x-Pz4"));
-        assert_eq!(
-            r("${{ $.inputs.list | base64 }}"),
-            json!(["YWI=", 1, null])
-        );
+        assert_eq!(r("${{ $.inputs.list | base64 }}"), json!(["YWI=", 1, null]));
         assert_eq!(r("${{ $.inputs.n | base64url }}"), json!(5));
         assert_eq!(r("${{ $.inputs.none | base64url }}"), Value::Null);
-        assert_eq!(r("id=${{ $.inputs.url | trim | base64url }}"), json!("id=aHR0cDovL3gudGVzdC9hP2I9MQ"));
+        assert_eq!(
+            r("id=${{ $.inputs.url | trim | base64url }}"),
+            json!("id=aHR0cDovL3gudGVzdC9hP2I9MQ")
+        );
     }
 
     #[test]
@@ -1778,14 +1778,21 @@ mod tests {
             json!("t1")
         );
         let err = Template::parse_with_roots("${{ $.case.id }}", &ROOTS_HERE).unwrap_err();
-        assert!(err.message.contains("expected one of inputs, settings"), "{err}");
-        let err = parse_value_with_roots(&json!({"a": ["${{ $.secrets.X }}"]}), &ROOTS_HERE)
-            .unwrap_err();
+        assert!(
+            err.message.contains("expected one of inputs, settings"),
+            "{err}"
+        );
+        let err =
+            parse_value_with_roots(&json!({"a": ["${{ $.secrets.X }}"]}), &ROOTS_HERE).unwrap_err();
         assert_eq!(err.location, "a.0");
         assert!(Condition::parse_with_roots("$.settings.x == 1", &ROOTS_HERE).is_ok());
         assert!(Condition::parse_with_roots("$.run.x == 1", &ROOTS_HERE).is_err());
         // Playbooks keep their own roots: no settings, secrets or responses.
-        for t in ["${{ $.secrets.API_KEY }}", "${{ $.settings.x }}", "${{ $.response }}"] {
+        for t in [
+            "${{ $.secrets.API_KEY }}",
+            "${{ $.settings.x }}",
+            "${{ $.response }}",
+        ] {
             assert!(Template::parse(t).is_err(), "{t}");
         }
     }

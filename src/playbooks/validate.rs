@@ -654,3 +654,66 @@ mod exprs {
             .map_err(|e| e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<Problem> {
+        let i: Integration = serde_norway::from_str(text).unwrap();
+        integration(&i, text)
+    }
+
+    #[test]
+    fn integration_templates_settings_and_success_tests_are_checked_with_lines() {
+        let text = r#"id: vendor
+name: Vendor
+base_url: https://api.example.com
+settings:
+  tenant: { description: "the tenant" }
+auth:
+  type: oauth2_client_credentials
+  token_url: "https://login.example/${{ $.settings.region }}/token"
+  client_id_secret: ID
+  client_secret_secret: SECRET
+actions:
+  good:
+    kind: enrichment
+    method: GET
+    path: /t/${{ $.settings.tenant }}/${{ $.inputs.x | base64url }}
+    inputs: [x]
+  leaky:
+    kind: notification
+    method: POST
+    path: /x
+    query: { key: "${{ $.secrets.API_KEY }}" }
+    body: { who: "${{ $.case.id }}", n: "${{ $.inputs.undeclared }}" }
+    success: { condition: "$.ok == true" }
+"#;
+        let found = problems(text);
+        let shown: Vec<String> = found
+            .iter()
+            .map(|p| format!("{:?}: {}", p.line, p.message))
+            .collect();
+        let has = |line: usize, needle: &str| {
+            found
+                .iter()
+                .any(|p| p.line == Some(line) && p.message.contains(needle))
+        };
+        assert!(has(6, "auth.token_url"), "{shown:?}");
+        assert!(
+            has(
+                17,
+                "query.key: secrets may be used only in headers and body"
+            ),
+            "{shown:?}"
+        );
+        assert!(has(17, "unknown context key 'case'"), "{shown:?}");
+        assert!(has(17, "success.condition"), "{shown:?}");
+        assert!(!found.iter().any(|p| p.line == Some(12)), "{shown:?}");
+        // What is fine raises nothing.
+        let fine = text.replace("region", "tenant");
+        let fine = &fine[..fine.find("  leaky:").unwrap()];
+        assert_eq!(problems(fine), vec![]);
+    }
+}

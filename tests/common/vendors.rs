@@ -243,11 +243,23 @@ impl World {
             rollback_heals: true,
             ..World::default()
         };
-        w.hosts.insert("ws-0042".into(), "a1b2c3d4e5f60718293a4b5c6d7e8f90".into());
-        w.hosts.insert("srv-db-01".into(), "0f1e2d3c4b5a69788796a5b4c3d2e1f0".into());
+        w.hosts
+            .insert("ws-0042".into(), "a1b2c3d4e5f60718293a4b5c6d7e8f90".into());
+        w.hosts.insert(
+            "srv-db-01".into(),
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f0".into(),
+        );
         for (upn, id, name) in [
-            ("alice@contoso.com", "8a7b6c5d-0000-4000-8000-000000000001", "Alice Adams"),
-            ("bob@contoso.com", "8a7b6c5d-0000-4000-8000-000000000002", "Bob Brown"),
+            (
+                "alice@contoso.com",
+                "8a7b6c5d-0000-4000-8000-000000000001",
+                "Alice Adams",
+            ),
+            (
+                "bob@contoso.com",
+                "8a7b6c5d-0000-4000-8000-000000000002",
+                "Bob Brown",
+            ),
         ] {
             w.users.insert(
                 upn.into(),
@@ -261,7 +273,8 @@ impl World {
             );
             w.mailboxes.insert(upn.into(), Vec::new());
         }
-        w.slack_channels.insert("soc-alerts".into(), "C0123456789".into());
+        w.slack_channels
+            .insert("soc-alerts".into(), "C0123456789".into());
         w.jira_projects.insert("OPS".into());
         w.jira_projects.insert("SEC".into());
         w.pagerduty_services.insert("PSERV01".into());
@@ -271,7 +284,13 @@ impl World {
     }
 
     /// Puts a message in `mailbox` and returns its Graph id.
-    pub fn deliver(&mut self, mailbox: &str, internet_message_id: &str, subject: &str, from: &str) -> String {
+    pub fn deliver(
+        &mut self,
+        mailbox: &str,
+        internet_message_id: &str,
+        subject: &str,
+        from: &str,
+    ) -> String {
         let id = format!("AAMkAD{}", self.next());
         self.mailboxes
             .entry(mailbox.to_ascii_lowercase())
@@ -322,16 +341,16 @@ impl Vendors {
                 for vendor in Vendor::ALL {
                     let data = actix_web::web::Data::from(state.clone());
                     let server = actix_web::HttpServer::new(move || {
-                        actix_web::App::new().app_data(data.clone()).default_service(
-                            actix_web::web::to(
-                                move |req: actix_web::HttpRequest,
-                                      body: actix_web::web::Bytes,
-                                      state: actix_web::web::Data<Shared>| {
-                                    let response = serve(vendor, &req, &body, &state);
-                                    async move { response }
-                                },
-                            ),
-                        )
+                        actix_web::App::new()
+                            .app_data(data.clone())
+                            .default_service(actix_web::web::to(
+                            move |req: actix_web::HttpRequest,
+                                  body: actix_web::web::Bytes,
+                                  state: actix_web::web::Data<Shared>| {
+                                let response = serve(vendor, &req, &body, &state);
+                                async move { response }
+                            },
+                        ))
                     })
                     .workers(1)
                     .disable_signals()
@@ -389,10 +408,19 @@ impl Vendors {
         .collect();
         for vendor in Vendor::ALL {
             let id = vendor.id().to_ascii_uppercase();
-            env.push((format!("TOCSIN_INTEGRATION_{id}_BASE_URL"), self.base_url(vendor)));
-            env.push((format!("TOCSIN_INTEGRATION_{id}_RATE_PER_MINUTE"), "0".into()));
+            env.push((
+                format!("TOCSIN_INTEGRATION_{id}_BASE_URL"),
+                self.base_url(vendor),
+            ));
+            env.push((
+                format!("TOCSIN_INTEGRATION_{id}_RATE_PER_MINUTE"),
+                "0".into(),
+            ));
         }
-        env.push(("TOCSIN_INTEGRATION_MSGRAPH_TENANT".into(), MSGRAPH_TENANT.into()));
+        env.push((
+            "TOCSIN_INTEGRATION_MSGRAPH_TENANT".into(),
+            MSGRAPH_TENANT.into(),
+        ));
         env.push((
             "TOCSIN_INTEGRATION_MSGRAPH_LOGIN_URL".into(),
             format!("http://{}", self.addrs[&Vendor::MsGraph]),
@@ -558,10 +586,9 @@ fn serve(
     shared: &Shared,
 ) -> actix_web::HttpResponse {
     let path = req.path().to_string();
-    let query: Vec<(String, String)> =
-        url::form_urlencoded::parse(req.query_string().as_bytes())
-            .into_owned()
-            .collect();
+    let query: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect();
     let headers: BTreeMap<String, String> = req
         .headers()
         .iter()
@@ -664,7 +691,10 @@ fn pct_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(b) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(b) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(b);
                 i += 3;
                 continue;
@@ -706,7 +736,11 @@ fn vt_stats(malicious: bool) -> Value {
 fn virustotal(r: &Req, w: &mut World) -> Answer {
     match r.headers.get("x-apikey") {
         None => {
-            return vt_error(401, "AuthenticationRequiredError", "X-Apikey header is missing")
+            return vt_error(
+                401,
+                "AuthenticationRequiredError",
+                "X-Apikey header is missing",
+            )
         }
         Some(k) if k != creds::VIRUSTOTAL_API_KEY => {
             return vt_error(401, "WrongCredentialsError", "Wrong API key")
@@ -716,7 +750,10 @@ fn virustotal(r: &Req, w: &mut World) -> Answer {
     match (r.method, r.seg().as_slice()) {
         ("GET", ["files", id]) => {
             let id = id.to_ascii_lowercase();
-            let malicious = w.malicious_hashes.iter().any(|h| h.eq_ignore_ascii_case(&id));
+            let malicious = w
+                .malicious_hashes
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(&id));
             let clean = w.clean_hashes.iter().any(|h| h.eq_ignore_ascii_case(&id));
             if !malicious && !clean {
                 return vt_error(404, "NotFoundError", &format!("File \"{id}\" not found"));
@@ -750,7 +787,11 @@ fn virustotal(r: &Req, w: &mut World) -> Answer {
         }
         ("GET", ["analyses", id]) => {
             let Some(url) = w.analyses.get(*id).cloned() else {
-                return vt_error(404, "NotFoundError", &format!("Analysis \"{id}\" not found"));
+                return vt_error(
+                    404,
+                    "NotFoundError",
+                    &format!("Analysis \"{id}\" not found"),
+                );
             };
             let malicious = w.malicious_urls.contains(&url);
             // Once analysed, VirusTotal knows the URL.
@@ -770,9 +811,11 @@ fn virustotal(r: &Req, w: &mut World) -> Answer {
                 .decode(id)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok());
-            let known = w.malicious_urls.iter().chain(w.clean_urls.iter()).find(|u| {
-                Some(u.as_str()) == decoded.as_deref() || sha256_hex(u) == *id
-            });
+            let known = w
+                .malicious_urls
+                .iter()
+                .chain(w.clean_urls.iter())
+                .find(|u| Some(u.as_str()) == decoded.as_deref() || sha256_hex(u) == *id);
             let Some(url) = known.cloned() else {
                 return vt_error(404, "NotFoundError", &format!("URL \"{id}\" not found"));
             };
@@ -832,7 +875,9 @@ fn abuseipdb(r: &Req, w: &mut World) -> Answer {
     };
     match (r.method, r.seg().as_slice()) {
         ("GET", ["check"]) => {
-            let Some(ip) = r.q("ipAddress").filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
+            let Some(ip) = r
+                .q("ipAddress")
+                .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
             else {
                 return unprocessable("ipAddress", "The ip address must be a valid IPv4 or IPv6 address (e.g. 8.8.8.8 or 2001:4860:4860::8888).");
             };
@@ -852,7 +897,9 @@ fn abuseipdb(r: &Req, w: &mut World) -> Answer {
             )
         }
         ("POST", ["report"]) => {
-            let Some(ip) = r.field("ip").filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
+            let Some(ip) = r
+                .field("ip")
+                .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
             else {
                 return unprocessable("ip", "The ip must be a valid IP address.");
             };
@@ -882,7 +929,10 @@ fn urlscan(r: &Req, w: &mut World) -> Answer {
     match (r.method, r.seg().as_slice()) {
         ("POST", ["scan"]) => {
             let Some(url) = r.field("url").filter(|u| u.starts_with("http")) else {
-                return answer(400, json!({"message": "Missing URL properties", "status": 400}));
+                return answer(
+                    400,
+                    json!({"message": "Missing URL properties", "status": 400}),
+                );
             };
             let visibility = r.field("visibility").unwrap_or("public");
             if !["public", "unlisted", "private"].contains(&visibility) {
@@ -901,11 +951,17 @@ fn urlscan(r: &Req, w: &mut World) -> Answer {
         ("GET", ["result", uuid]) => {
             let pending = w.urlscan_pending_polls;
             let Some((url, polls)) = w.scans.get_mut(*uuid) else {
-                return answer(404, json!({"message": "Scan is not finished yet or does not exist", "status": 404}));
+                return answer(
+                    404,
+                    json!({"message": "Scan is not finished yet or does not exist", "status": 404}),
+                );
             };
             *polls += 1;
             if *polls <= pending {
-                return answer(404, json!({"message": "Scan is not finished yet or does not exist", "status": 404}));
+                return answer(
+                    404,
+                    json!({"message": "Scan is not finished yet or does not exist", "status": 404}),
+                );
             }
             let url = url.clone();
             let malicious = w.malicious_urls.contains(&url);
@@ -1037,7 +1093,11 @@ fn crowdstrike(r: &Req, w: &mut World) -> Answer {
             let Some((host, _)) = w.hosts.iter().find(|(_, d)| *d == id) else {
                 return cs_errors(404, &format!("Device {id} not found"));
             };
-            let status = if w.contained.contains(id) { "contained" } else { "normal" };
+            let status = if w.contained.contains(id) {
+                "contained"
+            } else {
+                "normal"
+            };
             cs_ok(
                 200,
                 json!([{"device_id": id, "hostname": host, "status": status,
@@ -1051,7 +1111,11 @@ fn crowdstrike(r: &Req, w: &mut World) -> Answer {
             let action = r.q("action_name").unwrap_or("");
             let ids: Vec<String> = r.json["ids"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
             if ids.is_empty() || ids.iter().any(|id| !w.hosts.values().any(|d| d == id)) {
                 return cs_errors(400, "one or more device ids are invalid");
@@ -1088,7 +1152,11 @@ fn crowdstrike(r: &Req, w: &mut World) -> Answer {
             let Some(hash) = r.q("filter").and_then(|f| fql_value(f, "indicator")) else {
                 return cs_errors(400, "Invalid filter");
             };
-            if !w.malicious_hashes.iter().any(|h| h.eq_ignore_ascii_case(hash)) {
+            if !w
+                .malicious_hashes
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(hash))
+            {
                 return cs_ok(200, json!([]), 0);
             }
             cs_ok(
@@ -1124,7 +1192,11 @@ fn graph_message(m: &Message) -> Value {
 
 fn msgraph(r: &Req, w: &mut World) -> Answer {
     if !token_valid(r, w, Vendor::MsGraph) {
-        return graph_error(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.");
+        return graph_error(
+            401,
+            "InvalidAuthenticationToken",
+            "Access token validation failure. Invalid audience.",
+        );
     }
     let segs = r.seg();
     let Some(["users", user, rest @ ..]) = Some(segs.as_slice()) else {
@@ -1182,7 +1254,11 @@ fn msgraph(r: &Req, w: &mut World) -> Answer {
                 .get_mut(&upn)
                 .and_then(|ms| ms.iter_mut().find(|m| m.id == *id))
             else {
-                return graph_error(404, "ErrorItemNotFound", "The specified object was not found in the store.");
+                return graph_error(
+                    404,
+                    "ErrorItemNotFound",
+                    "The specified object was not found in the store.",
+                );
             };
             // A move gives the message a new id.
             m.id = format!("AAMkAD{n}moved");
@@ -1206,7 +1282,10 @@ fn firewall(r: &Req, w: &mut World) -> Answer {
                 return answer(400, json!({"error": "value and type are required"}));
             };
             if !TYPES.contains(&t) || value.is_empty() {
-                return answer(400, json!({"error": format!("bad type {t:?} or empty value")}));
+                return answer(
+                    400,
+                    json!({"error": format!("bad type {t:?} or empty value")}),
+                );
             }
             let key = (t.to_string(), value.to_string());
             if let Some(existing) = w.blocklist.get(&key) {
@@ -1225,10 +1304,12 @@ fn firewall(r: &Req, w: &mut World) -> Answer {
                 None => answer(404, json!({"error": "not listed"})),
             }
         }
-        ("GET", ["blocklist", t, value]) => match w.blocklist.get(&(t.to_string(), value.to_string())) {
-            Some(e) => answer(200, e.clone()),
-            None => answer(404, json!({"error": "not listed"})),
-        },
+        ("GET", ["blocklist", t, value]) => {
+            match w.blocklist.get(&(t.to_string(), value.to_string())) {
+                Some(e) => answer(200, e.clone()),
+                None => answer(404, json!({"error": "not listed"})),
+            }
+        }
         _ => not_found(),
     }
 }
@@ -1263,9 +1344,8 @@ fn slack(r: &Req, w: &mut World) -> Answer {
                     return fail("thread_not_found");
                 }
             }
-            w.slack_messages.push(
-                json!({"channel": id, "ts": ts, "text": text, "thread_ts": thread_ts}),
-            );
+            w.slack_messages
+                .push(json!({"channel": id, "ts": ts, "text": text, "thread_ts": thread_ts}));
             answer(
                 200,
                 json!({"ok": true, "channel": id, "ts": ts,
@@ -1282,8 +1362,11 @@ fn jira(r: &Req, w: &mut World) -> Answer {
     use base64::Engine as _;
     let expected = format!(
         "Basic {}",
-        base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", creds::JIRA_EMAIL, creds::JIRA_API_TOKEN))
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            creds::JIRA_EMAIL,
+            creds::JIRA_API_TOKEN
+        ))
     );
     if r.header("authorization") != expected {
         return Answer {
@@ -1308,9 +1391,15 @@ fn jira(r: &Req, w: &mut World) -> Answer {
                 errors.insert("project".into(), json!("valid project is required"));
             }
             if fields["summary"].as_str().is_none_or(str::is_empty) {
-                errors.insert("summary".into(), json!("You must specify a summary of the issue."));
+                errors.insert(
+                    "summary".into(),
+                    json!("You must specify a summary of the issue."),
+                );
             }
-            if fields["issuetype"]["name"].as_str().is_none_or(str::is_empty) {
+            if fields["issuetype"]["name"]
+                .as_str()
+                .is_none_or(str::is_empty)
+            {
                 errors.insert("issuetype".into(), json!("valid issue type is required"));
             }
             if fields["description"]["type"] != "doc" {
@@ -1337,7 +1426,10 @@ fn jira(r: &Req, w: &mut World) -> Answer {
                 return missing();
             };
             if r.json["body"]["type"] != "doc" {
-                return answer(400, json!({"errorMessages": [], "errors": {"comment": "Comment body can not be empty!"}}));
+                return answer(
+                    400,
+                    json!({"errorMessages": [], "errors": {"comment": "Comment body can not be empty!"}}),
+                );
             }
             let id = format!("{}", 20000 + n);
             if let Some(c) = issue["comments"].as_array_mut() {
@@ -1367,7 +1459,10 @@ fn jira(r: &Req, w: &mut World) -> Answer {
                 Some("21") => "In Progress",
                 Some("31") => "Done",
                 other => {
-                    return answer(400, json!({"errorMessages": [format!("Transition id '{}' is not valid for this issue.", other.unwrap_or(""))], "errors": {}}))
+                    return answer(
+                        400,
+                        json!({"errorMessages": [format!("Transition id '{}' is not valid for this issue.", other.unwrap_or(""))], "errors": {}}),
+                    )
                 }
             };
             issue["status"] = json!(status);
@@ -1388,7 +1483,10 @@ fn pd_error(status: u16, message: &str, errors: &[&str]) -> Answer {
 
 fn pagerduty(r: &Req, w: &mut World) -> Answer {
     if r.header("authorization") != format!("Token token={}", creds::PAGERDUTY_API_KEY) {
-        return answer(401, json!({"error": {"message": "Unauthorized", "code": 2006}}));
+        return answer(
+            401,
+            json!({"error": {"message": "Unauthorized", "code": 2006}}),
+        );
     }
     let writes = r.method != "GET";
     if writes && !r.header("from").contains('@') {
@@ -1400,16 +1498,26 @@ fn pagerduty(r: &Req, w: &mut World) -> Answer {
             let inc = &r.json["incident"];
             let service = inc["service"]["id"].as_str().unwrap_or("");
             if inc["type"] != "incident" || inc["title"].as_str().is_none_or(str::is_empty) {
-                return pd_error(400, "Invalid Input Provided", &["Incident type and title are required."]);
+                return pd_error(
+                    400,
+                    "Invalid Input Provided",
+                    &["Incident type and title are required."],
+                );
             }
             if !w.pagerduty_services.contains(service) {
                 return pd_error(404, "Not Found", &["Service not found"]);
             }
             if let Some(key) = inc["incident_key"].as_str() {
                 if w.incidents.values().any(|i| {
-                    i["incident_key"] == key && i["service"]["id"] == service && i["status"] != "resolved"
+                    i["incident_key"] == key
+                        && i["service"]["id"] == service
+                        && i["status"] != "resolved"
                 }) {
-                    return pd_error(400, "Invalid Input Provided", &["Open incident with key already exists on this service"]);
+                    return pd_error(
+                        400,
+                        "Invalid Input Provided",
+                        &["Open incident with key already exists on this service"],
+                    );
                 }
             }
             let n = w.next();
@@ -1442,7 +1550,11 @@ fn pagerduty(r: &Req, w: &mut World) -> Answer {
             };
             let change = &r.json["incident"];
             if change["type"] != "incident_reference" && change["type"] != "incident" {
-                return pd_error(400, "Invalid Input Provided", &["Incident type must be incident_reference."]);
+                return pd_error(
+                    400,
+                    "Invalid Input Provided",
+                    &["Incident type must be incident_reference."],
+                );
             }
             if let Some(status) = change["status"].as_str() {
                 if !["acknowledged", "resolved"].contains(&status) {
@@ -1456,7 +1568,11 @@ fn pagerduty(r: &Req, w: &mut World) -> Answer {
             }
             if let Some(level) = change.get("escalation_level") {
                 let Some(level) = level.as_u64().filter(|l| (1..=5).contains(l)) else {
-                    return pd_error(400, "Invalid Input Provided", &["Escalation level is invalid."]);
+                    return pd_error(
+                        400,
+                        "Invalid Input Provided",
+                        &["Escalation level is invalid."],
+                    );
                 };
                 inc["escalation_level"] = json!(level);
             }
@@ -1471,7 +1587,11 @@ fn pagerduty(r: &Req, w: &mut World) -> Answer {
                 return pd_error(404, "Not Found", &[]);
             };
             let Some(content) = r.json["note"]["content"].as_str() else {
-                return pd_error(400, "Invalid Input Provided", &["Note content is required."]);
+                return pd_error(
+                    400,
+                    "Invalid Input Provided",
+                    &["Note content is required."],
+                );
             };
             let note = json!({"id": format!("PNOTE{n}"), "content": content,
                               "created_at": "2026-11-25T08:06:00Z", "user": {"summary": r.header("from")}});
@@ -1502,7 +1622,11 @@ fn diagnostics(r: &Req, w: &mut World) -> Answer {
             return answer(200, earlier.clone());
         }
         let id = format!("job-{}", w.next());
-        let heals = if kind == "restart" { w.restart_heals } else { w.rollback_heals };
+        let heals = if kind == "restart" {
+            w.restart_heals
+        } else {
+            w.rollback_heals
+        };
         if heals {
             w.unhealthy_hosts.remove(host);
         }
@@ -1521,12 +1645,12 @@ fn diagnostics(r: &Req, w: &mut World) -> Answer {
             answer(
                 200,
                 json!({"host": host, "service": service, "healthy": healthy,
-                       "alert": r.q("alert"),
-                       "summary": if healthy { "all checks pass" } else { "http check failing" },
-                       "checks": [
-                           {"name": "disk", "ok": true, "detail": "41% used"},
-                           {"name": "http", "ok": healthy, "detail": if healthy { "200 in 35ms" } else { "connection refused on :8080" }},
-                       ]}),
+                "alert": r.q("alert"),
+                "summary": if healthy { "all checks pass" } else { "http check failing" },
+                "checks": [
+                    {"name": "disk", "ok": true, "detail": "41% used"},
+                    {"name": "http", "ok": healthy, "detail": if healthy { "200 in 35ms" } else { "connection refused on :8080" }},
+                ]}),
             )
         }
         ("POST", ["services", service, "restart"]) => job(w, "restart", service),
@@ -1534,7 +1658,11 @@ fn diagnostics(r: &Req, w: &mut World) -> Answer {
         ("GET", ["jobs", id]) => match w.jobs.get_mut(*id) {
             Some(j) => {
                 j["status"] = json!("succeeded");
-                j["detail"] = json!(format!("{} of {} done", j["kind"].as_str().unwrap_or(""), j["service"].as_str().unwrap_or("")));
+                j["detail"] = json!(format!(
+                    "{} of {} done",
+                    j["kind"].as_str().unwrap_or(""),
+                    j["service"].as_str().unwrap_or("")
+                ));
                 answer(200, j.clone())
             }
             None => answer(404, json!({"error": "no such job"})),
