@@ -87,6 +87,10 @@ const TESTED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "pagerduty_events",
+        &["trigger_alert", "acknowledge_alert", "resolve_alert"],
+    ),
+    (
         "diagnostics",
         &[
             "host_diagnostics",
@@ -1060,6 +1064,98 @@ async fn diagnostics_restart_rollback_and_jobs() {
     assert_eq!(r.output["healthy"], true);
 }
 
+#[tokio::test]
+async fn pagerduty_events_carry_the_routing_key_in_the_body() {
+    let v = Vendors::start();
+    let ex = v.executor(shipped());
+    let trigger = json!({"dedup_key": "tocsin-case-9", "summary": "checkout down",
+                         "source": "web-01", "severity": "critical",
+                         "details": {"case": 9, "alert": "HttpDown"}});
+    let r = ok(&ex, "pagerduty_events", "trigger_alert", trigger.clone()).await;
+    assert_eq!(r.status, 202);
+    assert_eq!(r.output["dedup_key"], "tocsin-case-9");
+    assert_eq!(r.output["status"], "success");
+    let sent = v.last(Vendor::PagerDutyEvents);
+    assert_eq!(
+        (sent.method.as_str(), sent.path.as_str()),
+        ("POST", "/v2/enqueue")
+    );
+    assert_eq!(sent.header("authorization"), None);
+    assert_eq!(
+        sent.json,
+        json!({"routing_key": creds::PAGERDUTY_ROUTING_KEY, "event_action": "trigger",
+               "dedup_key": "tocsin-case-9",
+               "payload": {"summary": "checkout down", "source": "web-01",
+                           "severity": "critical",
+                           "custom_details": {"case": 9, "alert": "HttpDown"}}})
+    );
+    // The key went to the vendor but never comes back in the result.
+    assert!(!format!("{r:?}").contains(creds::PAGERDUTY_ROUTING_KEY));
+    // A repeat adds to the same alert: one alert, two events.
+    ok(&ex, "pagerduty_events", "trigger_alert", trigger).await;
+    assert_eq!(v.with(|w| w.pd_alerts.len()), 1);
+    assert_eq!(
+        v.with(|w| w.pd_alerts["tocsin-case-9"]["events"].clone()),
+        2
+    );
+
+    ok(
+        &ex,
+        "pagerduty_events",
+        "acknowledge_alert",
+        json!({"dedup_key": "tocsin-case-9"}),
+    )
+    .await;
+    assert_eq!(
+        v.with(|w| w.pd_alerts["tocsin-case-9"]["status"].clone()),
+        "acknowledged"
+    );
+    ok(
+        &ex,
+        "pagerduty_events",
+        "resolve_alert",
+        json!({"dedup_key": "tocsin-case-9"}),
+    )
+    .await;
+    assert_eq!(
+        v.with(|w| w.pd_alerts["tocsin-case-9"]["status"].clone()),
+        "resolved"
+    );
+    assert_eq!(
+        v.last(Vendor::PagerDutyEvents).json,
+        json!({"routing_key": creds::PAGERDUTY_ROUTING_KEY, "event_action": "resolve",
+               "dedup_key": "tocsin-case-9"})
+    );
+
+    // An invalid event is the vendor's 400, quoting its errors.
+    let err = fails(
+        &ex,
+        "pagerduty_events",
+        "trigger_alert",
+        json!({"dedup_key": "k", "summary": "s", "source": "h", "severity": "urgent", "details": null}),
+    )
+    .await;
+    assert!(
+        matches!(&err, CallError::Http { status: 400, body_excerpt, .. } if body_excerpt.contains("payload.severity")),
+        "{err:?}"
+    );
+    // Without the secret nothing is sent.
+    let ex = executor_with(&v, &[("TOCSIN_SECRET_PAGERDUTY_ROUTING_KEY", None)]);
+    let before = v.requests(Vendor::PagerDutyEvents).len();
+    let err = fails(
+        &ex,
+        "pagerduty_events",
+        "resolve_alert",
+        json!({"dedup_key": "k"}),
+    )
+    .await;
+    assert!(
+        matches!(&err, CallError::MissingSecret { name } if name == "PAGERDUTY_ROUTING_KEY"),
+        "{err:?}"
+    );
+    assert_eq!(v.requests(Vendor::PagerDutyEvents).len(), before);
+}
+
 /// One harmless call per integration, for checks that apply to all of them.
 fn sample_calls() -> Vec<(Vendor, &'static str, Value)> {
     vec![
@@ -1097,6 +1193,11 @@ fn sample_calls() -> Vec<(Vendor, &'static str, Value)> {
             json!({"incident_id": "Q0PD0001"}),
         ),
         (
+            Vendor::PagerDutyEvents,
+            "resolve_alert",
+            json!({"dedup_key": "tocsin-case-1"}),
+        ),
+        (
             Vendor::Diagnostics,
             "host_diagnostics",
             json!({"host": "web-02", "alert": "x"}),
@@ -1104,14 +1205,18 @@ fn sample_calls() -> Vec<(Vendor, &'static str, Value)> {
     ]
 }
 
-/// The secret names an integration authenticates with.
+/// The secret names an integration authenticates with (in `auth`, or in its bodies).
 fn auth_secrets(integration: &Integration) -> Vec<String> {
-    integration
+    let mut names: Vec<String> = integration
         .auth
         .secrets()
         .into_iter()
         .map(str::to_string)
-        .collect()
+        .collect();
+    if integration.id == "pagerduty_events" {
+        names.push("PAGERDUTY_ROUTING_KEY".into());
+    }
+    names
 }
 
 #[tokio::test]
@@ -1128,6 +1233,12 @@ async fn every_fake_refuses_wrong_credentials_like_the_vendor() {
         let ex = executor_with(&v, &env);
         let err = fails(&ex, vendor.id(), action, inputs).await;
         let refused = match &err {
+            // The Events API refuses an unknown routing key as an invalid event.
+            CallError::Http {
+                status: 400,
+                body_excerpt,
+                ..
+            } if vendor == Vendor::PagerDutyEvents => body_excerpt.contains("routing_key"),
             CallError::Http { status, .. } => *status == 401 || *status == 403,
             CallError::OAuth { status, .. } => *status == Some(401),
             CallError::Rejected { message, .. } => message == "invalid_auth",

@@ -11,7 +11,7 @@ use tocsin::playbooks::validate::Policy;
 
 const PLAYBOOKS: [&str; 4] = ["phishing-triage", "edr-malware", "brute-force", "it-outage"];
 
-const INTEGRATIONS: [&str; 10] = [
+const INTEGRATIONS: [&str; 11] = [
     "virustotal",
     "abuseipdb",
     "urlscan",
@@ -21,6 +21,7 @@ const INTEGRATIONS: [&str; 10] = [
     "slack",
     "jira",
     "pagerduty",
+    "pagerduty_events",
     "diagnostics",
 ];
 

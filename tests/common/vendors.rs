@@ -36,6 +36,7 @@ pub mod creds {
     pub const JIRA_EMAIL: &str = "soc-bot@example.com";
     pub const JIRA_API_TOKEN: &str = "jira-token-ATATT3x";
     pub const PAGERDUTY_API_KEY: &str = "pd-key-y_NbAkKc66ryYTWUXYEu";
+    pub const PAGERDUTY_ROUTING_KEY: &str = "R0UT1NGKEY0000000000000000000042";
     pub const OPS_AUTOMATION_TOKEN: &str = "ops-token-5150";
 }
 
@@ -51,11 +52,12 @@ pub enum Vendor {
     Slack,
     Jira,
     PagerDuty,
+    PagerDutyEvents,
     Diagnostics,
 }
 
 impl Vendor {
-    pub const ALL: [Vendor; 10] = [
+    pub const ALL: [Vendor; 11] = [
         Vendor::VirusTotal,
         Vendor::AbuseIpdb,
         Vendor::Urlscan,
@@ -65,6 +67,7 @@ impl Vendor {
         Vendor::Slack,
         Vendor::Jira,
         Vendor::PagerDuty,
+        Vendor::PagerDutyEvents,
         Vendor::Diagnostics,
     ];
 
@@ -80,6 +83,7 @@ impl Vendor {
             Vendor::Slack => "slack",
             Vendor::Jira => "jira",
             Vendor::PagerDuty => "pagerduty",
+            Vendor::PagerDutyEvents => "pagerduty_events",
             Vendor::Diagnostics => "diagnostics",
         }
     }
@@ -94,6 +98,7 @@ impl Vendor {
             Vendor::MsGraph => "/v1.0",
             Vendor::Firewall | Vendor::Diagnostics => "/api/v1",
             Vendor::Slack => "/api",
+            Vendor::PagerDutyEvents => "/v2",
         }
     }
 }
@@ -219,6 +224,9 @@ pub struct World {
     pub jira_issues: BTreeMap<String, Value>,
     /// PagerDuty: incidents by id.
     pub incidents: BTreeMap<String, Value>,
+    /// PagerDuty Events API: alerts by dedup key (`status`: triggered, acknowledged,
+    /// resolved; `events`: how many events named it).
+    pub pd_alerts: BTreeMap<String, Value>,
     /// Operations API: jobs by id.
     pub jobs: BTreeMap<String, Value>,
     /// AbuseIPDB: reports received.
@@ -401,6 +409,7 @@ impl Vendors {
             ("JIRA_EMAIL", JIRA_EMAIL),
             ("JIRA_API_TOKEN", JIRA_API_TOKEN),
             ("PAGERDUTY_API_KEY", PAGERDUTY_API_KEY),
+            ("PAGERDUTY_ROUTING_KEY", PAGERDUTY_ROUTING_KEY),
             ("OPS_AUTOMATION_TOKEN", OPS_AUTOMATION_TOKEN),
         ]
         .iter()
@@ -657,6 +666,7 @@ fn serve(
                     Vendor::Slack => slack(&r, &mut world),
                     Vendor::Jira => jira(&r, &mut world),
                     Vendor::PagerDuty => pagerduty(&r, &mut world),
+                    Vendor::PagerDutyEvents => pagerduty_events(&r, &mut world),
                     Vendor::Diagnostics => diagnostics(&r, &mut world),
                 }
             }
@@ -1602,6 +1612,71 @@ fn pagerduty(r: &Req, w: &mut World) -> Answer {
         }
         _ => pd_error(404, "Not Found", &[]),
     }
+}
+
+// --- PagerDuty Events API v2 ------------------------------------------------------------------
+
+fn pagerduty_events(r: &Req, w: &mut World) -> Answer {
+    let invalid = |error: &str| {
+        answer(
+            400,
+            json!({"status": "invalid event", "message": "Event object is invalid", "errors": [error]}),
+        )
+    };
+    if (r.method, r.seg().as_slice()) != ("POST", ["enqueue"].as_slice()) {
+        return answer(404, json!({"status": "error", "message": "not found"}));
+    }
+    // The routing key is the credential. An unknown key is refused here so tests can see
+    // a credential problem; the real service's treatment of it is not modelled further.
+    if r.field("routing_key") != Some(creds::PAGERDUTY_ROUTING_KEY) {
+        return invalid("'routing_key' is invalid");
+    }
+    let action = r.field("event_action").unwrap_or("");
+    let dedup = match r.field("dedup_key").filter(|k| !k.is_empty()) {
+        Some(k) => k.to_string(),
+        None if action == "trigger" => format!("generated-{}", w.next()),
+        None => return invalid("'dedup_key' is required for acknowledge and resolve"),
+    };
+    match action {
+        "trigger" => {
+            let p = &r.json["payload"];
+            for field in ["summary", "source"] {
+                if p[field].as_str().is_none_or(str::is_empty) {
+                    return invalid(&format!("'payload.{field}' is missing or blank"));
+                }
+            }
+            if !["critical", "error", "warning", "info"]
+                .contains(&p["severity"].as_str().unwrap_or(""))
+            {
+                return invalid(
+                    "'payload.severity' must be one of critical, error, warning or info",
+                );
+            }
+            let alert = w.pd_alerts.entry(dedup.clone()).or_insert_with(|| {
+                json!({"status": "triggered", "events": 0, "summary": p["summary"],
+                       "custom_details": p["custom_details"]})
+            });
+            if alert["status"] == "resolved" {
+                alert["status"] = json!("triggered");
+            }
+            alert["events"] = json!(alert["events"].as_u64().unwrap_or(0) + 1);
+        }
+        "acknowledge" | "resolve" => {
+            if let Some(alert) = w.pd_alerts.get_mut(&dedup) {
+                alert["status"] = json!(if action == "resolve" {
+                    "resolved"
+                } else {
+                    "acknowledged"
+                });
+                alert["events"] = json!(alert["events"].as_u64().unwrap_or(0) + 1);
+            }
+        }
+        _ => return invalid("'event_action' must be trigger, acknowledge or resolve"),
+    }
+    answer(
+        202,
+        json!({"status": "success", "message": "Event processed", "dedup_key": dedup}),
+    )
 }
 
 // --- Operations automation API (Tocsin's own contract) ---------------------------------------
