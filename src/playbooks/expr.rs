@@ -1895,7 +1895,7 @@ mod tests {
         assert_eq!(
             template_err("${{ $.case.title | }}"),
             "position 20: expected a filter name (first, last, count, join, default, lower, \
-             upper, trim, json), found '}'"
+             upper, trim, json, base64, base64url), found '}'"
         );
         assert_eq!(
             template_err("${{ $.csae.title }}"),
