@@ -400,8 +400,9 @@ impl Executor {
         self.call(integration, action, call).await
     }
 
-    /// The request `invoke` would send for these inputs (authentication not included).
-    pub fn render(
+    /// The request `invoke` sends for these inputs (authentication not included). Not
+    /// public: it holds the values of any secrets the action's templates name.
+    fn render(
         &self,
         integration: &str,
         action: &str,
