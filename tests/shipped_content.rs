@@ -11,7 +11,7 @@ use tocsin::playbooks::validate::Policy;
 
 const PLAYBOOKS: [&str; 4] = ["phishing-triage", "edr-malware", "brute-force", "it-outage"];
 
-const INTEGRATIONS: [&str; 10] = [
+const INTEGRATIONS: [&str; 11] = [
     "virustotal",
     "abuseipdb",
     "urlscan",
@@ -21,6 +21,7 @@ const INTEGRATIONS: [&str; 10] = [
     "slack",
     "jira",
     "pagerduty",
+    "pagerduty_events",
     "diagnostics",
 ];
 
@@ -153,6 +154,43 @@ fn every_shipped_containment_action_declares_whether_it_is_idempotent() {
                     "{id}.{name}: containment actions must say whether a repeat is safe"
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn shipped_integrations_build_an_executor_and_document_required_settings() {
+    use tocsin::integrations::executor::{Executor, ExecutorConfig};
+    use tocsin::integrations::render::setting_env_var;
+    use tocsin::integrations::secrets::Secrets;
+    let lib = shipped();
+    // Every template, success test and output path compiles for calls, not only for
+    // validation, with no deployment variables set.
+    Executor::with_env(
+        lib.integrations.clone(),
+        Secrets::default(),
+        &Default::default(),
+        ExecutorConfig::default(),
+    )
+    .unwrap_or_else(|e| panic!("shipped integrations do not build an executor: {e}"));
+    for (id, integration) in &lib.integrations {
+        let description = integration.description.as_deref().unwrap_or("");
+        for (name, setting) in &integration.settings {
+            assert!(!setting.description.is_empty(), "{id}.settings.{name}");
+            if setting.default.is_none() {
+                let var = setting_env_var(id, name);
+                assert!(
+                    description.contains(&var),
+                    "{id}: the description must tell deployments to set {var}"
+                );
+            }
+        }
+        // No placeholder left for a deployment to edit by hand.
+        if let tocsin::integrations::definition::Auth::Oauth2ClientCredentials {
+            token_url, ..
+        } = &integration.auth
+        {
+            assert!(!token_url.contains("TENANT_ID"), "{id}: {token_url}");
         }
     }
 }

@@ -20,6 +20,12 @@
 //!
 //! Secrets are named, never written here: a secret `ABUSEIPDB_API_KEY` is read from the
 //! environment variable `TOCSIN_SECRET_ABUSEIPDB_API_KEY` or the secrets file.
+//!
+//! Templates in actions (`path`, `query`, `headers`, `body`) read `$.inputs.<name>` (the
+//! step's `with:` values), `$.settings.<name>` (non-secret per-deployment values declared
+//! under `settings:`) and, in `headers` and `body` only, `$.secrets.<NAME>`; see
+//! [`super::render`]. A `success:` condition reads `$.response` (the response body) and
+//! `$.status`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -43,7 +49,38 @@ pub struct Integration {
     pub auth: Auth,
     #[serde(default)]
     pub limits: Limits,
+    /// Non-secret per-deployment values (a tenant, a project key), read by templates as
+    /// `$.settings.<name>`; each from `TOCSIN_INTEGRATION_<ID>_<NAME>` or its default.
+    #[serde(default)]
+    pub settings: BTreeMap<String, Setting>,
+    /// The success test of every action that declares none of its own.
+    #[serde(default)]
+    pub success: Option<Success>,
     pub actions: BTreeMap<String, Action>,
+}
+
+/// A non-secret value a deployment sets.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Setting {
+    /// What it is and where to find it, for whoever deploys the connector.
+    pub description: String,
+    /// Used when the environment variable is not set; without one the setting is required
+    /// by every call whose templates read it.
+    #[serde(default)]
+    pub default: Option<String>,
+}
+
+/// A test of a response that passed on its HTTP status, for APIs that report failure in
+/// the body (Slack answers 200 with `{"ok": false, "error": "channel_not_found"}`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Success {
+    /// A condition over `$.response` (the body) and `$.status`; false means failure.
+    pub condition: String,
+    /// JSONPath into the body naming the vendor's error, quoted in the failure.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// How requests authenticate. Every `*secret` field names a secret, not its value.
@@ -52,8 +89,14 @@ pub struct Integration {
 pub enum Auth {
     /// No authentication (e.g. an incoming-webhook URL that is itself the secret).
     None,
-    /// A header carrying an API key, e.g. `x-apikey: <key>`.
-    ApiKeyHeader { header: String, secret: String },
+    /// A header carrying an API key, e.g. `x-apikey: <key>`, or with `prefix`
+    /// `Authorization: SSWS <key>` (the prefix is sent as written, space included).
+    ApiKeyHeader {
+        header: String,
+        secret: String,
+        #[serde(default)]
+        prefix: Option<String>,
+    },
     /// `Authorization: Bearer <token>`.
     Bearer { secret: String },
     /// HTTP basic authentication.
@@ -62,6 +105,8 @@ pub enum Auth {
         password_secret: String,
     },
     /// OAuth 2.0 client credentials: a token from `token_url`, cached until it expires.
+    /// `token_url` is a template over `$.settings` (a tenant in the URL), and a path
+    /// starting with `/` is relative to the base URL, so overriding the base URL moves it.
     Oauth2ClientCredentials {
         token_url: String,
         client_id_secret: String,
@@ -175,6 +220,16 @@ pub struct Action {
     /// for a reputation lookup).
     #[serde(default)]
     pub accept_status: Vec<u16>,
+    /// Overrides the integration's `success` test for this action.
+    #[serde(default)]
+    pub success: Option<Success>,
+}
+
+impl Integration {
+    /// The success test that applies to `action`: its own, else the integration's.
+    pub fn success_of<'a>(&'a self, action: &'a Action) -> Option<&'a Success> {
+        action.success.as_ref().or(self.success.as_ref())
+    }
 }
 
 impl Action {

@@ -1,9 +1,10 @@
 //! Makes the outbound HTTP calls that playbook steps ask for.
 //!
-//! The playbook engine renders an action's templates (path, query, headers, body) into a
-//! [`RenderedCall`]; [`Executor::call`] adds authentication, sends it within the
-//! connector's limits (timeout per attempt, retries, concurrency, rate), and maps the
-//! response to the action's outputs.
+//! [`Executor::invoke`] renders an action's templates (path, query, headers, body) from a
+//! step's inputs into a [`RenderedCall`] (see [`super::render`]) and sends it;
+//! [`Executor::call`] sends an already rendered call: it adds authentication, sends it
+//! within the connector's limits (timeout per attempt, retries, concurrency, rate),
+//! applies the action's `success` test, and maps the response to the action's outputs.
 //!
 //! Retry policy: only 429, 502, 503, 504, timeouts and transport errors are retried, at
 //! most `limits.retries` times, and only when repeating the call is harmless: the action
@@ -18,11 +19,10 @@
 //! credentials are added to what it redacts.
 
 use super::definition::{Action, Auth, Integration, Method};
+use super::render::{self, Compiled, RenderError};
 use super::secrets::{SecretValue, Secrets};
+use crate::jsonpath::Query;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use jsonpath_rust::parser::model::JpQuery;
-use jsonpath_rust::parser::parse_json_path;
-use jsonpath_rust::query::js_path_process;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -51,7 +51,9 @@ pub struct RenderedCall {
 pub struct CallResult {
     /// HTTP status of the final response.
     pub status: u16,
-    /// The action's outputs, each its JSONPath evaluated against `body`.
+    /// The action's outputs, each its JSONPath evaluated against `body`: a singular path
+    /// (names and indexes only) gives the value or null, any other path an array of every
+    /// match (possibly empty), as in templates.
     pub output: Map<String, Value>,
     /// The response JSON (redacted), `{"text": ...}` for other content, null when empty.
     pub body: Value,
@@ -81,6 +83,21 @@ pub enum CallError {
     /// The integration has no such action.
     #[error("integration {integration:?} has no action {action:?}")]
     UnknownAction { integration: String, action: String },
+    /// The step did not give an input the action declares.
+    #[error("{integration}.{action}: input {name:?} is missing (the action needs {needs})")]
+    MissingInput {
+        integration: String,
+        action: String,
+        name: String,
+        needs: String,
+    },
+    /// A setting the call needs has neither a value nor a default.
+    #[error("integration {integration:?}: setting {name:?} is not set (set {env_var})")]
+    MissingSetting {
+        integration: String,
+        name: String,
+        env_var: String,
+    },
     /// A secret the auth method needs is not configured.
     #[error(
         "secret {name} is not configured (set TOCSIN_SECRET_{name} or add it to the secrets file)"
@@ -128,6 +145,15 @@ pub enum CallError {
     OAuth {
         status: Option<u16>,
         message: String,
+    },
+    /// The response passed on its status but failed the action's `success` test: the
+    /// vendor reported an error in the body (Slack's `{"ok": false, "error": ...}`).
+    #[error("the vendor reported a failure (HTTP {status}, {attempts} attempt(s)): {message}")]
+    Rejected {
+        status: u16,
+        /// The vendor's error text (redacted), or an excerpt of the body.
+        message: String,
+        attempts: u32,
     },
     /// An output's JSONPath could not be evaluated.
     #[error("output {name:?}: {message}")]
@@ -212,6 +238,10 @@ impl std::fmt::Debug for Executor {
 struct Connector {
     def: Integration,
     base: Url,
+    /// Every template, parsed once.
+    compiled: Compiled,
+    /// Values of the integration's settings (environment, else default).
+    settings: BTreeMap<String, String>,
     timeout: Duration,
     /// Bounds requests in flight (`limits.concurrency`).
     slots: Arc<Semaphore>,
@@ -220,7 +250,7 @@ struct Connector {
     /// The current OAuth token; the lock also makes concurrent calls share one fetch.
     token: Mutex<Option<CachedToken>>,
     /// Parsed output paths per action.
-    outputs: BTreeMap<String, Vec<(String, JpQuery)>>,
+    outputs: BTreeMap<String, Vec<(String, Query)>>,
 }
 
 struct CachedToken {
@@ -269,10 +299,44 @@ impl Executor {
         config: ExecutorConfig,
     ) -> Result<Executor, CallError> {
         let env = |key: &str| std::env::var(key).ok();
+        Executor::build(integrations, secrets, &overrides, config, &env)
+    }
+
+    /// Like [`Executor::with_config`], reading base URLs and settings
+    /// (`TOCSIN_INTEGRATION_<ID>_*`) from `env` instead of the process environment, so
+    /// tests and tools can give a deployment's variables without setting them process-wide.
+    pub fn with_env(
+        integrations: BTreeMap<String, Integration>,
+        secrets: Secrets,
+        env: &BTreeMap<String, String>,
+        config: ExecutorConfig,
+    ) -> Result<Executor, CallError> {
+        let env = |key: &str| env.get(key).cloned();
+        Executor::build(integrations, secrets, &BTreeMap::new(), config, &env)
+    }
+
+    fn build(
+        integrations: BTreeMap<String, Integration>,
+        secrets: Secrets,
+        overrides: &BTreeMap<String, String>,
+        config: ExecutorConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Executor, CallError> {
         let mut connectors = BTreeMap::new();
-        for (id, def) in integrations {
-            let base = base_url_for(&def, &overrides, &env)?;
-            connectors.insert(id, Connector::new(def, base)?);
+        for (id, mut def) in integrations {
+            let base = base_url_for(&def, overrides, env)?;
+            if let Some(rate) = env(&rate_env_var(&def.id)).filter(|s| !s.trim().is_empty()) {
+                def.limits.rate_per_minute =
+                    rate.trim().parse().map_err(|_| CallError::BadDefinition {
+                        integration: def.id.clone(),
+                        message: format!(
+                            "{} must be a whole number of requests a minute (0: unlimited)",
+                            rate_env_var(&def.id)
+                        ),
+                    })?;
+            }
+            let settings = render::resolve_settings(&def, env);
+            connectors.insert(id, Connector::new(def, base, settings)?);
         }
         let max_redirects = config.max_redirects;
         let client = reqwest::Client::builder()
@@ -316,55 +380,79 @@ impl Executor {
         self.connectors.get(id).map(|c| &c.base)
     }
 
-    /// Interim: renders an action's templates with `inputs` and sends it (superseded by
-    /// the render module on the integrations branch).
+    /// Renders `action`'s templates with `inputs` (the step's rendered `with:` values) as
+    /// `$.inputs`, and sends it. `idempotency_key`, when given, is sent as the
+    /// `Idempotency-Key` header, which also makes the call safe to retry.
     pub async fn invoke(
         &self,
         integration: &str,
-        action_name: &str,
+        action: &str,
         inputs: &Map<String, Value>,
         idempotency_key: Option<&str>,
     ) -> Result<CallResult, CallError> {
-        use crate::playbooks::expr::{render_value, Template};
-        let action = self
-            .integration(integration)
-            .and_then(|i| i.actions.get(action_name))
-            .ok_or_else(|| CallError::UnknownAction {
-                integration: integration.into(),
-                action: action_name.into(),
-            })?;
-        let ctx = serde_json::json!({ "inputs": inputs });
-        let text = |t: &str| -> Result<String, CallError> {
-            let v = Template::parse(t)
-                .and_then(|t| t.render(&ctx))
-                .map_err(|e| CallError::BadRequest {
-                    message: e.to_string(),
-                })?;
-            Ok(match v {
-                Value::String(s) => s,
-                Value::Null => String::new(),
-                other => other.to_string(),
-            })
-        };
-        let mut call = RenderedCall {
-            path: text(&action.path)?,
-            ..RenderedCall::default()
-        };
-        for (k, v) in &action.query {
-            call.query.push((k.clone(), text(v)?));
-        }
-        for (k, v) in &action.headers {
-            call.headers.push((k.clone(), text(v)?));
-        }
+        let mut call = self.render(integration, action, inputs)?;
         if let Some(key) = idempotency_key {
-            call.headers.push(("Idempotency-Key".into(), key.into()));
+            call.headers
+                .retain(|(k, _)| !k.eq_ignore_ascii_case("idempotency-key"));
+            call.headers
+                .push(("Idempotency-Key".into(), key.to_string()));
         }
-        if let Some(body) = &action.body {
-            call.body = Some(render_value(body, &ctx).map_err(|e| CallError::BadRequest {
-                message: e.to_string(),
-            })?);
+        self.call(integration, action, call).await
+    }
+
+    /// The request `invoke` sends for these inputs (authentication not included). Not
+    /// public: it holds the values of any secrets the action's templates name.
+    fn render(
+        &self,
+        integration: &str,
+        action: &str,
+        inputs: &Map<String, Value>,
+    ) -> Result<RenderedCall, CallError> {
+        let conn = self.connector(integration)?;
+        let compiled =
+            conn.compiled
+                .actions
+                .get(action)
+                .ok_or_else(|| CallError::UnknownAction {
+                    integration: integration.to_string(),
+                    action: action.to_string(),
+                })?;
+        compiled
+            .render(integration, inputs, &conn.settings, &self.secrets)
+            .map_err(|e| match e {
+                RenderError::MissingInput { name, needs } => CallError::MissingInput {
+                    integration: integration.to_string(),
+                    action: action.to_string(),
+                    name,
+                    needs,
+                },
+                other => self.render_error(integration, other),
+            })
+    }
+
+    fn render_error(&self, integration: &str, e: RenderError) -> CallError {
+        match e {
+            RenderError::MissingSetting { name, env_var } => CallError::MissingSetting {
+                integration: integration.to_string(),
+                name,
+                env_var,
+            },
+            RenderError::MissingSecret { name } => CallError::MissingSecret { name },
+            RenderError::MissingInput { name, .. } => CallError::BadRequest {
+                message: format!("input {name:?} is missing"),
+            },
+            RenderError::Invalid(message) => CallError::BadRequest {
+                message: self.secrets.redact(&message),
+            },
         }
-        self.call(integration, action_name, call).await
+    }
+
+    fn connector(&self, integration: &str) -> Result<&Connector, CallError> {
+        self.connectors
+            .get(integration)
+            .ok_or_else(|| CallError::UnknownIntegration {
+                integration: integration.to_string(),
+            })
     }
 
     /// Sends `call` as `integration`'s `action`, retrying within its limits.
@@ -375,12 +463,7 @@ impl Executor {
         call: RenderedCall,
     ) -> Result<CallResult, CallError> {
         let started = Instant::now();
-        let conn =
-            self.connectors
-                .get(integration)
-                .ok_or_else(|| CallError::UnknownIntegration {
-                    integration: integration.to_string(),
-                })?;
+        let conn = self.connector(integration)?;
         let action = conn
             .def
             .actions
@@ -458,6 +541,19 @@ impl Executor {
                     let status = response.status;
                     if (200..300).contains(&status) || action.accept_status.contains(&status) {
                         let body = self.parse_body(&response.body);
+                        let success = conn
+                            .compiled
+                            .actions
+                            .get(action_name)
+                            .and_then(|a| a.success());
+                        if let Some(Err(vendor)) = success.map(|s| s.check(status, &body)) {
+                            return Err(CallError::Rejected {
+                                status,
+                                // `body` is redacted already; the excerpt redacts itself.
+                                message: vendor.unwrap_or_else(|| self.excerpt(&response.body)),
+                                attempts,
+                            });
+                        }
                         let output = evaluate_outputs(conn, action_name, &body)?;
                         return Ok(CallResult {
                             status,
@@ -615,10 +711,10 @@ impl Executor {
     /// Asks the token endpoint for a client-credentials token.
     async fn fetch_token(&self, conn: &Connector) -> Result<CachedToken, CallError> {
         let Auth::Oauth2ClientCredentials {
-            token_url,
             client_id_secret,
             client_secret_secret,
             scope,
+            ..
         } = &conn.def.auth
         else {
             return Err(CallError::BadDefinition {
@@ -626,6 +722,7 @@ impl Executor {
                 message: "auth is not oauth2_client_credentials".into(),
             });
         };
+        let token_url = self.token_url(conn)?;
         let client_id = self.secret(client_id_secret)?;
         let client_secret = self.secret(client_secret_secret)?;
         let mut form = vec![
@@ -643,7 +740,7 @@ impl Executor {
         let send = async {
             let response = self
                 .client
-                .post(token_url)
+                .post(token_url.clone())
                 .header(ACCEPT, "application/json")
                 .form(&form)
                 .send()
@@ -690,6 +787,31 @@ impl Executor {
         })
     }
 
+    /// The token URL: rendered over the settings, relative ones under the base URL.
+    fn token_url(&self, conn: &Connector) -> Result<Url, CallError> {
+        let id = &conn.def.id;
+        let bad = |message: String| CallError::BadDefinition {
+            integration: id.clone(),
+            message: format!("token_url: {message}"),
+        };
+        let template = conn
+            .compiled
+            .token_url
+            .as_ref()
+            .ok_or_else(|| bad("none".into()))?;
+        let text = template
+            .render(id, &conn.settings)
+            .map_err(|e| self.render_error(id, e))?;
+        if text.starts_with('/') {
+            return join_url(&conn.base, &text).map_err(bad);
+        }
+        let url = Url::parse(text.trim()).map_err(|e| bad(format!("{text:?}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(bad(format!("{text:?} is not an http(s) URL")));
+        }
+        Ok(url)
+    }
+
     /// A configured secret, or the error naming it.
     fn secret(&self, name: &str) -> Result<&SecretValue, CallError> {
         self.secrets
@@ -703,14 +825,19 @@ impl Executor {
     fn auth_header(&self, auth: &Auth) -> Result<AuthHeader, CallError> {
         Ok(match auth {
             Auth::None => AuthHeader::None,
-            Auth::ApiKeyHeader { header, secret } => {
+            Auth::ApiKeyHeader {
+                header,
+                secret,
+                prefix,
+            } => {
                 let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
                     CallError::BadRequest {
                         message: format!("auth header name {header:?} is not valid"),
                     }
                 })?;
                 let value = self.secret(secret)?;
-                AuthHeader::Static(name, sensitive(value.expose(), secret)?)
+                let value = format!("{}{}", prefix.as_deref().unwrap_or(""), value.expose());
+                AuthHeader::Static(name, sensitive(&value, secret)?)
             }
             Auth::Bearer { secret } => {
                 let value = self.secret(secret)?;
@@ -865,11 +992,25 @@ impl Executor {
 
 impl Connector {
     /// Checks limits and output paths and builds the connector's limiters.
-    fn new(def: Integration, base: Url) -> Result<Connector, CallError> {
+    fn new(
+        def: Integration,
+        base: Url,
+        settings: BTreeMap<String, String>,
+    ) -> Result<Connector, CallError> {
         let bad = |message: String| CallError::BadDefinition {
             integration: def.id.clone(),
             message,
         };
+        let compiled = render::compile(&def).map_err(|problems| {
+            bad(problems
+                .iter()
+                .map(|p| match &p.action {
+                    Some(a) => format!("action {a:?} {}", p.message),
+                    None => p.message.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join("; "))
+        })?;
         let timeout = humantime::parse_duration(def.limits.timeout.trim())
             .map_err(|e| bad(format!("limits.timeout {:?}: {e}", def.limits.timeout)))?;
         if timeout.is_zero() {
@@ -879,7 +1020,7 @@ impl Connector {
         for (name, action) in &def.actions {
             let mut parsed = Vec::new();
             for (out, path) in &action.outputs {
-                let query = parse_json_path(path.trim())
+                let query = Query::parse(path)
                     .map_err(|e| bad(format!("action {name:?} output {out:?}: {e}")))?;
                 parsed.push((out.clone(), query));
             }
@@ -892,6 +1033,8 @@ impl Connector {
         let slots = usize::try_from(def.limits.concurrency.max(1)).unwrap_or(1);
         Ok(Connector {
             base,
+            compiled,
+            settings,
             timeout,
             slots: Arc::new(Semaphore::new(slots.min(Semaphore::MAX_PERMITS))),
             rate,
@@ -905,6 +1048,15 @@ impl Connector {
 /// The environment variable that overrides integration `id`'s base URL.
 pub fn base_url_env_var(id: &str) -> String {
     format!("TOCSIN_INTEGRATION_{}_BASE_URL", id.to_ascii_uppercase())
+}
+
+/// The environment variable that overrides integration `id`'s `limits.rate_per_minute`
+/// (a premium API key allows more; tests lift the limit with 0).
+pub fn rate_env_var(id: &str) -> String {
+    format!(
+        "TOCSIN_INTEGRATION_{}_RATE_PER_MINUTE",
+        id.to_ascii_uppercase()
+    )
 }
 
 /// The base URL for `def`: explicit override, else environment, else the definition.
@@ -976,7 +1128,9 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(delta.to_std().unwrap_or(Duration::ZERO))
 }
 
-/// Each output's JSONPath against `body`: one match → it, several → array, none → null.
+/// Each output's JSONPath against `body`: a singular path gives its value or null, any
+/// other path an array of every match, so an output's type never depends on how many
+/// matches a response happens to have.
 fn evaluate_outputs(
     conn: &Connector,
     action: &str,
@@ -984,14 +1138,19 @@ fn evaluate_outputs(
 ) -> Result<Map<String, Value>, CallError> {
     let mut output = Map::new();
     for (name, query) in conn.outputs.get(action).map(Vec::as_slice).unwrap_or(&[]) {
-        let found = js_path_process(query, body).map_err(|e| CallError::Output {
-            name: name.clone(),
-            message: e.to_string(),
-        })?;
-        let value = match found.len() {
-            0 => Value::Null,
-            1 => found[0].val.clone(),
-            _ => Value::Array(found.iter().map(|r| r.val.clone()).collect()),
+        let found: Vec<Value> = query
+            .find(body)
+            .map_err(|e| CallError::Output {
+                name: name.clone(),
+                message: e.to_string(),
+            })?
+            .into_iter()
+            .map(|r| r.val().clone())
+            .collect();
+        let value = if query.is_singular() {
+            found.into_iter().next().unwrap_or(Value::Null)
+        } else {
+            Value::Array(found)
         };
         output.insert(name.clone(), value);
     }
@@ -1862,6 +2021,129 @@ mod tests {
         assert_eq!(r.body["data"]["score"], 87);
         assert_eq!(v.state.hits("/data")[0].headers["x-apikey"], API_KEY);
         v.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn invoke_renders_inputs_sends_keys_and_applies_success_tests() {
+        let v = Vendor::start();
+        let i = integration(
+            json!({"type": "api_key_header", "header": "x-apikey", "prefix": "Key ", "secret": "VENDOR_KEY"}),
+            json!({"retries": 3}),
+            json!({
+                "echo": {"kind": "notification", "method": "POST", "path": "/echo",
+                         "query": {"q": "${{ $.inputs.q }}"},
+                         "body": {"text": "${{ $.inputs.text }}", "none": "${{ $.inputs.none }}"},
+                         "inputs": ["q", "text", "none"]},
+                "flaky": {"kind": "notification", "method": "POST", "path": "/flaky503",
+                          "inputs": []},
+                "judged": {"kind": "enrichment", "method": "GET", "path": "/data",
+                           "success": {"condition": "$.response.data.score < 50",
+                                       "message": "$.data.owner.name"}},
+            }),
+        );
+        let ex = executor(&v, i, secrets());
+        let inputs = |v: Value| v.as_object().unwrap().clone();
+        let r = ex
+            .invoke(
+                "vendor",
+                "echo",
+                &inputs(json!({"q": "a b", "text": "hi", "none": null})),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.body["query"], "q=a+b");
+        assert_eq!(r.body["body"], r#"{"text":"hi"}"#);
+        // The prefix is sent before the key (and the pair is redacted in results).
+        assert_eq!(r.body["you_sent"], "Key ****");
+        assert_eq!(
+            v.state.hits("/echo")[0].headers["x-apikey"],
+            format!("Key {API_KEY}")
+        );
+
+        // A missing input sends nothing.
+        let err = ex
+            .invoke("vendor", "echo", &inputs(json!({"q": "x"})), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, CallError::MissingInput { name, .. } if name == "text"),
+            "{err:?}"
+        );
+        assert_eq!(v.state.hits("/echo").len(), 1);
+
+        // A POST that is not idempotent is retried when it carries an idempotency key.
+        let r = ex
+            .invoke("vendor", "flaky", &Map::new(), Some("key-1"))
+            .await
+            .unwrap();
+        assert_eq!(r.attempts, 3);
+        assert!(v
+            .state
+            .hits("/flaky503")
+            .iter()
+            .all(|h| h.headers["idempotency-key"] == "key-1"));
+
+        // A 200 that fails the success test is a failure quoting the vendor's text.
+        let err = ex
+            .invoke("vendor", "judged", &Map::new(), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, CallError::Rejected { status: 200, message, attempts: 1 } if message == "x"),
+            "{err:?}"
+        );
+        assert!(!err.is_transient());
+        v.stop().await;
+    }
+
+    #[actix_web::test]
+    async fn relative_token_urls_are_under_the_base_url() {
+        let v = Vendor::start();
+        // The base is `/api/`; the fake serves the token at `/api/oauth/token` too.
+        let auth = json!({
+            "type": "oauth2_client_credentials",
+            "token_url": "/oauth/token",
+            "client_id_secret": "VENDOR_CLIENT_ID",
+            "client_secret_secret": "VENDOR_CLIENT_SECRET",
+            "scope": "read",
+        });
+        let i = integration(auth, json!({}), json!({"a": action("GET", "/oauth/api")}));
+        let ex = executor(&v, i, secrets());
+        let r = ex.call("vendor", "a", get("/oauth/api")).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(v.state.hits("/oauth/token").len(), 1);
+        v.stop().await;
+    }
+
+    #[test]
+    fn rate_can_be_overridden_per_deployment() {
+        let i = integration(
+            json!({"type": "none"}),
+            json!({"rate_per_minute": 4}),
+            json!({"a": action("GET", "/")}),
+        );
+        let env = BTreeMap::from([(rate_env_var("vendor"), "soon".to_string())]);
+        let err = Executor::with_env(
+            BTreeMap::from([("vendor".into(), i.clone())]),
+            Secrets::default(),
+            &env,
+            ExecutorConfig::default(),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err}").contains("TOCSIN_INTEGRATION_VENDOR_RATE_PER_MINUTE"),
+            "{err}"
+        );
+        let env = BTreeMap::from([(rate_env_var("vendor"), "0".to_string())]);
+        let ex = Executor::with_env(
+            BTreeMap::from([("vendor".into(), i)]),
+            Secrets::default(),
+            &env,
+            ExecutorConfig::default(),
+        )
+        .unwrap();
+        assert!(ex.connectors["vendor"].rate.is_none());
     }
 
     #[test]

@@ -2,4 +2,5 @@
 
 pub mod definition;
 pub mod executor;
+pub mod render;
 pub mod secrets;

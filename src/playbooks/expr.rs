@@ -61,6 +61,7 @@
 //! | `default(lit)` | `lit` when the value is empty: `null`, `""`, `[]` or `{}`             |
 //! | `lower`/`upper`/`trim` | the string changed; in an array, each string element; other values unchanged |
 //! | `json`         | the value as compact JSON text                                        |
+//! | `base64`/`base64url` | the string's UTF-8 bytes in base64 (padded) / base64url (unpadded, `-` and `_`); in an array, each string element; other values unchanged |
 //!
 //! # Conditions
 //!
@@ -98,7 +99,7 @@
 //! template    = { text | "$${{" | placeholder } ;
 //! placeholder = "${{" path { "|" filter } "}}" ;
 //! filter      = "first" | "last" | "count" | "lower" | "upper" | "trim" | "json"
-//!             | "join" "(" string ")" | "default" "(" literal ")" ;
+//!             | "base64" | "base64url" | "join" "(" string ")" | "default" "(" literal ")" ;
 //!
 //! condition   = and { ( "||" | "or" ) and } ;
 //! and         = not { ( "&&" | "and" ) not } ;
@@ -231,6 +232,8 @@ struct Cursor<'a> {
     src: &'a str,
     pos: usize,
     depth: usize,
+    /// The top-level keys paths may name ([`ROOTS`] for playbooks).
+    roots: &'static [&'static str],
 }
 
 fn is_name_first(c: char) -> bool {
@@ -246,11 +249,12 @@ fn is_word_char(c: char) -> bool {
 }
 
 impl<'a> Cursor<'a> {
-    fn new(src: &'a str) -> Cursor<'a> {
+    fn new(src: &'a str, roots: &'static [&'static str]) -> Cursor<'a> {
         Cursor {
             src,
             pos: 0,
             depth: 0,
+            roots,
         }
     }
 
@@ -401,12 +405,12 @@ impl<'a> Cursor<'a> {
             )
         })?;
         for (root, _) in query.heads() {
-            if let Some(root) = root.filter(|r| !ROOTS.contains(r)) {
+            if let Some(root) = root.filter(|r| !self.roots.contains(r)) {
                 return Err(ExprError::new(
                     position,
                     format!(
                         "unknown context key '{root}' in {text}: expected one of {}",
-                        ROOTS.join(", ")
+                        self.roots.join(", ")
                     ),
                 ));
             }
@@ -717,9 +721,12 @@ enum Filter {
     Upper,
     Trim,
     Json,
+    Base64,
+    Base64Url,
 }
 
-const FILTERS: &str = "first, last, count, join, default, lower, upper, trim, json";
+const FILTERS: &str =
+    "first, last, count, join, default, lower, upper, trim, json, base64, base64url";
 
 impl Filter {
     fn parse(c: &mut Cursor<'_>) -> Result<Filter, ExprError> {
@@ -737,6 +744,8 @@ impl Filter {
             "upper" => Filter::Upper,
             "trim" => Filter::Trim,
             "json" => Filter::Json,
+            "base64" => Filter::Base64,
+            "base64url" => Filter::Base64Url,
             "join" => {
                 c.expect("(")?;
                 c.skip_ws();
@@ -819,6 +828,14 @@ impl Filter {
             Filter::Upper => each_string(v, str::to_uppercase),
             Filter::Trim => each_string(v, |s| s.trim().to_string()),
             Filter::Json => Value::String(v.to_string()),
+            Filter::Base64 => each_string(v, |s| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.encode(s)
+            }),
+            Filter::Base64Url => each_string(v, |s| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+            }),
         }
     }
 }
@@ -899,6 +916,15 @@ pub struct Template {
 impl Template {
     /// Parses a template, finding every syntax and JSONPath error.
     pub fn parse(source: &str) -> Result<Template, ExprError> {
+        Template::parse_with_roots(source, &ROOTS)
+    }
+
+    /// Like [`Template::parse`] for a context other than a playbook run's, whose paths
+    /// may name only `roots` (an integration's action sees `inputs`, `settings`...).
+    pub fn parse_with_roots(
+        source: &str,
+        roots: &'static [&'static str],
+    ) -> Result<Template, ExprError> {
         if source.len() > MAX_TEMPLATE_LEN {
             return Err(ExprError::new(
                 0,
@@ -908,7 +934,7 @@ impl Template {
                 ),
             ));
         }
-        let mut c = Cursor::new(source);
+        let mut c = Cursor::new(source, roots);
         let mut parts = Vec::new();
         let mut text = String::new();
         while let Some(ch) = c.peek() {
@@ -992,10 +1018,22 @@ pub enum TemplateValue {
 
 /// Parses every string inside `v` as a template; errors name where (`body.items.2`).
 pub fn parse_value(v: &Value) -> Result<TemplateValue, ExprError> {
-    parse_value_at(v, 0)
+    parse_value_at(v, 0, &ROOTS)
 }
 
-fn parse_value_at(v: &Value, depth: usize) -> Result<TemplateValue, ExprError> {
+/// Like [`parse_value`] with paths that may name only `roots`.
+pub fn parse_value_with_roots(
+    v: &Value,
+    roots: &'static [&'static str],
+) -> Result<TemplateValue, ExprError> {
+    parse_value_at(v, 0, roots)
+}
+
+fn parse_value_at(
+    v: &Value,
+    depth: usize,
+    roots: &'static [&'static str],
+) -> Result<TemplateValue, ExprError> {
     if depth > MAX_DEPTH {
         return Err(ExprError::new(
             0,
@@ -1004,7 +1042,7 @@ fn parse_value_at(v: &Value, depth: usize) -> Result<TemplateValue, ExprError> {
     }
     Ok(match v {
         Value::String(s) => {
-            let t = Template::parse(s)?;
+            let t = Template::parse_with_roots(s, roots)?;
             if t.is_literal() && !s.contains("$${{") {
                 // Kept as a template when escaped, so `to_value` gives back the source.
                 TemplateValue::Literal(v.clone())
@@ -1017,7 +1055,7 @@ fn parse_value_at(v: &Value, depth: usize) -> Result<TemplateValue, ExprError> {
                 .iter()
                 .enumerate()
                 .map(|(i, item)| {
-                    parse_value_at(item, depth + 1).map_err(|e| e.within(&i.to_string()))
+                    parse_value_at(item, depth + 1, roots).map_err(|e| e.within(&i.to_string()))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             if parsed
@@ -1038,7 +1076,7 @@ fn parse_value_at(v: &Value, depth: usize) -> Result<TemplateValue, ExprError> {
             let parsed = members
                 .iter()
                 .map(|(k, item)| {
-                    parse_value_at(item, depth + 1)
+                    parse_value_at(item, depth + 1, roots)
                         .map(|p| (k.clone(), p))
                         .map_err(|e| e.within(k))
                 })
@@ -1400,6 +1438,14 @@ pub struct Condition {
 impl Condition {
     /// Parses a condition, finding every syntax, JSONPath and regex error.
     pub fn parse(source: &str) -> Result<Condition, ExprError> {
+        Condition::parse_with_roots(source, &ROOTS)
+    }
+
+    /// Like [`Condition::parse`] with paths that may name only `roots`.
+    pub fn parse_with_roots(
+        source: &str,
+        roots: &'static [&'static str],
+    ) -> Result<Condition, ExprError> {
         if source.len() > MAX_EXPR_LEN {
             return Err(ExprError::new(
                 0,
@@ -1409,7 +1455,7 @@ impl Condition {
                 ),
             ));
         }
-        let mut c = Cursor::new(source);
+        let mut c = Cursor::new(source, roots);
         c.skip_ws();
         if c.at_end() {
             return Err(c.expected("a condition"));
@@ -1709,6 +1755,64 @@ mod tests {
     }
 
     #[test]
+    fn base64_filters_encode_utf8_text() {
+        let ctx = json!({"inputs": {
+            "url": "http://x.test/a?b=1",
+            "odd": "ü~?>",
+            "list": ["ab", 1, null],
+            "n": 5,
+        }});
+        let r = |t: &str| Template::parse(t).unwrap().render(&ctx).unwrap();
+        // VirusTotal's URL identifier: unpadded base64url.
+        assert_eq!(
+            r("${{ $.inputs.url | base64url }}"),
+            json!("aHR0cDovL3gudGVzdC9hP2I9MQ")
+        );
+        assert_eq!(
+            r("${{ $.inputs.url | base64 }}"),
+            json!("aHR0cDovL3gudGVzdC9hP2I9MQ==")
+        );
+        // Characters that differ between the alphabets.
+        assert_eq!(r("${{ $.inputs.odd | base64 }}"), json!("w7x+Pz4="));
+        assert_eq!(r("${{ $.inputs.odd | base64url }}"), json!("w7x-Pz4"));
+        assert_eq!(r("${{ $.inputs.list | base64 }}"), json!(["YWI=", 1, null]));
+        assert_eq!(r("${{ $.inputs.n | base64url }}"), json!(5));
+        assert_eq!(r("${{ $.inputs.none | base64url }}"), Value::Null);
+        assert_eq!(
+            r("id=${{ $.inputs.url | trim | base64url }}"),
+            json!("id=aHR0cDovL3gudGVzdC9hP2I9MQ")
+        );
+    }
+
+    #[test]
+    fn other_contexts_name_their_own_roots() {
+        const ROOTS_HERE: [&str; 2] = ["inputs", "settings"];
+        let t = Template::parse_with_roots("${{ $.settings.tenant }}", &ROOTS_HERE).unwrap();
+        assert_eq!(
+            t.render(&json!({"settings": {"tenant": "t1"}})).unwrap(),
+            json!("t1")
+        );
+        let err = Template::parse_with_roots("${{ $.case.id }}", &ROOTS_HERE).unwrap_err();
+        assert!(
+            err.message.contains("expected one of inputs, settings"),
+            "{err}"
+        );
+        let err =
+            parse_value_with_roots(&json!({"a": ["${{ $.secrets.X }}"]}), &ROOTS_HERE).unwrap_err();
+        assert_eq!(err.location, "a.0");
+        assert!(Condition::parse_with_roots("$.settings.x == 1", &ROOTS_HERE).is_ok());
+        assert!(Condition::parse_with_roots("$.run.x == 1", &ROOTS_HERE).is_err());
+        // Playbooks keep their own roots: no settings, secrets or responses.
+        for t in [
+            "${{ $.secrets.API_KEY }}",
+            "${{ $.settings.x }}",
+            "${{ $.response }}",
+        ] {
+            assert!(Template::parse(t).is_err(), "{t}");
+        }
+    }
+
+    #[test]
     fn filters() {
         assert_eq!(render("${{ $.alerts[*].id | first }}"), json!("a1"));
         assert_eq!(render("${{ $.alerts[*].id | last }}"), json!("a2"));
@@ -1801,12 +1905,12 @@ mod tests {
         assert_eq!(
             template_err("${{ $.case.title | nope }}"),
             "position 20: unknown filter 'nope': expected one of first, last, count, join, \
-             default, lower, upper, trim, json"
+             default, lower, upper, trim, json, base64, base64url"
         );
         assert_eq!(
             template_err("${{ $.case.title | }}"),
             "position 20: expected a filter name (first, last, count, join, default, lower, \
-             upper, trim, json), found '}'"
+             upper, trim, json, base64, base64url), found '}'"
         );
         assert_eq!(
             template_err("${{ $.csae.title }}"),
@@ -2470,6 +2574,7 @@ mod tests {
                     " | lower",
                     " | upper | trim",
                     " | json",
+                    " | base64url",
                 ][..],
             );
             let placeholder = (

@@ -4,7 +4,7 @@
 use super::builtins;
 use super::definition::{OnFailure, OnTimeout, Playbook, Step, TriggerKind};
 use crate::auth::Role;
-use crate::integrations::definition::{ActionKind, Auth, Integration};
+use crate::integrations::definition::{ActionKind, Integration};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -544,9 +544,20 @@ pub fn integration(i: &Integration, text: &str) -> Vec<Problem> {
             );
         }
     }
-    if let Auth::Oauth2ClientCredentials { token_url, .. } = &i.auth {
-        if url::Url::parse(token_url).is_err() {
-            c.top("auth", format!("token_url {token_url:?} is not a URL"));
+    // Templates (paths, queries, headers, bodies, the token URL) and success tests, checked
+    // by the same code that renders them for calls.
+    if let Err(problems) = crate::integrations::render::compile(i) {
+        for p in problems {
+            match &p.action {
+                Some(a) => {
+                    let line = find_line(text, a, "", 1);
+                    c.at(line, format!("action {a:?} {}", p.message));
+                }
+                None => {
+                    let key = p.message.split(['.', ':']).next().unwrap_or("").to_string();
+                    c.top(&key, p.message);
+                }
+            }
         }
     }
     if let Err(e) = duration(&i.limits.timeout) {
@@ -566,29 +577,6 @@ pub fn integration(i: &Integration, text: &str) -> Vec<Problem> {
                 format!("action name {name:?} must be 1 to 64 of a-z, 0-9, '-' and '_'"),
             );
         }
-        let mut templates: Vec<(String, &str)> = vec![("path".into(), a.path.as_str())];
-        templates.extend(
-            a.query
-                .iter()
-                .map(|(k, v)| (format!("query.{k}"), v.as_str())),
-        );
-        templates.extend(
-            a.headers
-                .iter()
-                .map(|(k, v)| (format!("headers.{k}"), v.as_str())),
-        );
-        for (what, t) in templates {
-            match exprs::template_refs(t) {
-                Err(e) => c.at(line, format!("action {name:?} {what}: {e}")),
-                Ok(refs) => check_action_refs(&mut c, line, name, &what, refs, &a.inputs),
-            }
-        }
-        if let Some(body) = &a.body {
-            match exprs::value_refs(body) {
-                Err(e) => c.at(line, format!("action {name:?} body: {e}")),
-                Ok(refs) => check_action_refs(&mut c, line, name, "body", refs, &a.inputs),
-            }
-        }
         for (out, path) in &a.outputs {
             if let Err(e) = exprs::json_path(path) {
                 c.at(line, format!("action {name:?} outputs.{out}: {e}"));
@@ -599,32 +587,6 @@ pub fn integration(i: &Integration, text: &str) -> Vec<Problem> {
         }
     }
     c.problems
-}
-
-fn check_action_refs(
-    c: &mut Checker,
-    line: Option<usize>,
-    action: &str,
-    what: &str,
-    refs: exprs::Refs,
-    inputs: &[String],
-) {
-    if !refs.steps.is_empty() || refs.output {
-        c.at(
-            line,
-            format!("action {action:?} {what}: actions see only `$.inputs`"),
-        );
-    }
-    for name in refs.inputs {
-        if !inputs.contains(&name) {
-            c.at(
-                line,
-                format!(
-                    "action {action:?} {what} uses input {name:?}, which is not in its `inputs`"
-                ),
-            );
-        }
-    }
 }
 
 /// Adapter between validation and the expression language: parse, and list which steps
@@ -696,5 +658,68 @@ mod exprs {
         crate::jsonpath::Query::parse(s)
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<Problem> {
+        let i: Integration = serde_norway::from_str(text).unwrap();
+        integration(&i, text)
+    }
+
+    #[test]
+    fn integration_templates_settings_and_success_tests_are_checked_with_lines() {
+        let text = r#"id: vendor
+name: Vendor
+base_url: https://api.example.com
+settings:
+  tenant: { description: "the tenant" }
+auth:
+  type: oauth2_client_credentials
+  token_url: "https://login.example/${{ $.settings.region }}/token"
+  client_id_secret: ID
+  client_secret_secret: SECRET
+actions:
+  good:
+    kind: enrichment
+    method: GET
+    path: /t/${{ $.settings.tenant }}/${{ $.inputs.x | base64url }}
+    inputs: [x]
+  leaky:
+    kind: notification
+    method: POST
+    path: /x
+    query: { key: "${{ $.secrets.API_KEY }}" }
+    body: { who: "${{ $.case.id }}", n: "${{ $.inputs.undeclared }}" }
+    success: { condition: "$.ok == true" }
+"#;
+        let found = problems(text);
+        let shown: Vec<String> = found
+            .iter()
+            .map(|p| format!("{:?}: {}", p.line, p.message))
+            .collect();
+        let has = |line: usize, needle: &str| {
+            found
+                .iter()
+                .any(|p| p.line == Some(line) && p.message.contains(needle))
+        };
+        assert!(has(6, "auth.token_url"), "{shown:?}");
+        assert!(
+            has(
+                17,
+                "query.key: secrets may be used only in headers and body"
+            ),
+            "{shown:?}"
+        );
+        assert!(has(17, "unknown context key 'case'"), "{shown:?}");
+        assert!(has(17, "success.condition"), "{shown:?}");
+        assert!(!found.iter().any(|p| p.line == Some(12)), "{shown:?}");
+        // What is fine raises nothing.
+        let fine = text.replace("region", "tenant");
+        let fine = &fine[..fine.find("  leaky:").unwrap()];
+        assert_eq!(problems(fine), vec![]);
     }
 }
