@@ -167,6 +167,9 @@ pub struct PlaybooksConfig {
     /// A TOML file of integration secrets (`NAME = "value"`), read besides the
     /// `TOCSIN_SECRET_<NAME>` environment variables; keep it readable by Tocsin only.
     pub secrets_file: Option<PathBuf>,
+    /// Per-deployment values of playbook inputs, replacing their defaults:
+    /// playbook id → input name → value (a Jira project key, a PagerDuty service id).
+    pub inputs: std::collections::BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Default for PlaybooksConfig {
@@ -177,6 +180,7 @@ impl Default for PlaybooksConfig {
             allow_approval_waivers: false,
             allow_approve_on_timeout: false,
             secrets_file: None,
+            inputs: Default::default(),
         }
     }
 }
@@ -357,6 +361,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
         "playbooks.integrations_dir",
     ),
     ("TOCSIN_SECRETS_FILE", "playbooks.secrets_file"),
+    ("TOCSIN_PLAYBOOK_INPUTS", "playbooks.inputs"),
 ];
 
 impl Config {
@@ -443,6 +448,23 @@ impl Config {
                 "playbooks.dir" => self.playbooks.dir = value.into(),
                 "playbooks.integrations_dir" => self.playbooks.integrations_dir = value.into(),
                 "playbooks.secrets_file" => self.playbooks.secrets_file = Some(value.into()),
+                "playbooks.inputs" => {
+                    let given: std::collections::BTreeMap<
+                        String,
+                        serde_json::Map<String, serde_json::Value>,
+                    > = serde_json::from_str(&value).map_err(|e| {
+                        bad(format!(
+                            "expected JSON like {{\"playbook-id\": {{\"input\": value}}}}: {e}"
+                        ))
+                    })?;
+                    for (playbook, values) in given {
+                        self.playbooks
+                            .inputs
+                            .entry(playbook)
+                            .or_default()
+                            .extend(values);
+                    }
+                }
                 _ => {}
             }
         }

@@ -73,15 +73,7 @@ pub fn resolve_inputs(pb: &Playbook, given: &Value) -> Result<Value, EngineError
                 None => Value::Null,
             },
         };
-        let ok = matches!(
-            (def.kind, &value),
-            (_, Value::Null)
-                | (InputType::String, Value::String(_))
-                | (InputType::Number, Value::Number(_))
-                | (InputType::Boolean, Value::Bool(_))
-                | (InputType::Object, Value::Object(_))
-                | (InputType::Array, Value::Array(_))
-        );
+        let ok = has_type(def.kind, &value);
         if !ok {
             return Err(invalid(
                 format!("inputs.{}", def.name),
@@ -91,6 +83,19 @@ pub fn resolve_inputs(pb: &Playbook, given: &Value) -> Result<Value, EngineError
         out.insert(def.name.clone(), value);
     }
     Ok(Value::Object(out))
+}
+
+/// Whether `value` has an input type (null fits every type: the input is unset).
+pub fn has_type(kind: InputType, value: &Value) -> bool {
+    matches!(
+        (kind, value),
+        (_, Value::Null)
+            | (InputType::String, Value::String(_))
+            | (InputType::Number, Value::Number(_))
+            | (InputType::Boolean, Value::Bool(_))
+            | (InputType::Object, Value::Object(_))
+            | (InputType::Array, Value::Array(_))
+    )
 }
 
 /// Creates a run in the caller's transaction and records `playbook.run_created`.

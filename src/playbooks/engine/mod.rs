@@ -78,6 +78,9 @@ pub struct Settings {
     pub allow_approve_on_timeout: bool,
     pub default_step_timeout: Duration,
     pub lease: chrono::Duration,
+    /// Deployment values replacing playbook input defaults.
+    pub input_overrides:
+        std::collections::BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Settings {
@@ -91,6 +94,7 @@ impl Settings {
             cases: config.cases.clone(),
             allow_approval_waivers: config.playbooks.allow_approval_waivers,
             allow_approve_on_timeout: config.playbooks.allow_approve_on_timeout,
+            input_overrides: config.playbooks.inputs.clone(),
         }
     }
 }
@@ -134,8 +138,21 @@ impl Engine {
         library: &Library,
         executor: Executor,
     ) -> Result<Arc<Engine>, EngineError> {
-        let playbooks_list: Vec<Playbook> =
+        let mut playbooks_list: Vec<Playbook> =
             library.playbooks.values().map(|(p, _)| p.clone()).collect();
+        for pb in &mut playbooks_list {
+            if let Some(values) = settings.input_overrides.get(&pb.id) {
+                apply_input_overrides(pb, values)?;
+            }
+        }
+        for id in settings.input_overrides.keys() {
+            if !library.playbooks.contains_key(id) {
+                return Err(EngineError::Invalid {
+                    field: format!("playbooks.inputs.{id}"),
+                    reason: "names no loaded playbook".into(),
+                });
+            }
+        }
         let stored = playbooks_list.clone();
         let hashes: Vec<String> = db
             .write(move |conn| {
@@ -361,6 +378,36 @@ impl Engine {
             _ => max,
         }
     }
+}
+
+/// Makes deployment values the defaults of a playbook's inputs, checking each names a
+/// declared input and has its type (the stored definition then records them).
+fn apply_input_overrides(
+    pb: &mut Playbook,
+    values: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), EngineError> {
+    for (name, value) in values {
+        let invalid = |reason: String| EngineError::Invalid {
+            field: format!("playbooks.inputs.{}.{name}", pb.id),
+            reason,
+        };
+        let def = pb
+            .inputs
+            .iter()
+            .find(|d| &d.name == name)
+            .ok_or_else(|| invalid("is not an input of this playbook".into()))?;
+        if !dispatch::has_type(def.kind, value) {
+            return Err(invalid(
+                format!("must be a {:?}, found {value}", def.kind).to_lowercase(),
+            ));
+        }
+    }
+    for def in &mut pb.inputs {
+        if let Some(v) = values.get(&def.name) {
+            def.default = Some(v.clone());
+        }
+    }
+    Ok(())
 }
 
 fn hostname() -> String {
