@@ -74,7 +74,9 @@ fn noop_playbook(steps: usize) -> String {
         "id: bench-noop\nversion: 1\ndescription: Benchmark, built-in no-op steps.\ntrigger: { on: manual }\nsteps:\n",
     );
     for i in 0..steps {
-        y.push_str(&format!("  - {{ id: s{i}, uses: noop, with: {{ value: {i} }} }}\n"));
+        y.push_str(&format!(
+            "  - {{ id: s{i}, uses: noop, with: {{ value: {i} }} }}\n"
+        ));
     }
     y
 }
@@ -103,7 +105,10 @@ fn run(args: &Args) -> Result<()> {
     let dir = db.dir.path();
     std::fs::create_dir_all(dir.join("playbooks"))?;
     std::fs::create_dir_all(dir.join("integrations"))?;
-    std::fs::write(dir.join("playbooks/bench-noop.yaml"), noop_playbook(args.steps))?;
+    std::fs::write(
+        dir.join("playbooks/bench-noop.yaml"),
+        noop_playbook(args.steps),
+    )?;
     std::fs::write(dir.join("playbooks/bench-alert.yaml"), ALERT_PLAYBOOK)?;
     let out = db.tocsin().arg("migrate").output()?;
     if !out.status.success() {
@@ -111,8 +116,15 @@ fn run(args: &Args) -> Result<()> {
     }
     let ingest_token = db.add_source("bench", "thehive", None)?;
     let mut cmd = db.tocsin();
-    cmd.args(["user", "add", "bench", "--role", "admin", "--password-stdin"])
-        .stdin(std::process::Stdio::piped());
+    cmd.args([
+        "user",
+        "add",
+        "bench",
+        "--role",
+        "admin",
+        "--password-stdin",
+    ])
+    .stdin(std::process::Stdio::piped());
     let mut child = cmd.spawn()?;
     {
         use std::io::Write;
@@ -167,7 +179,10 @@ fn run(args: &Args) -> Result<()> {
         }
         Ok::<_, tocsin::db::DbError>(())
     })?;
-    eprintln!("queued {runs} runs in {:.1} s", queued.elapsed().as_secs_f64());
+    eprintln!(
+        "queued {runs} runs in {:.1} s",
+        queued.elapsed().as_secs_f64()
+    );
 
     let server = Server::start(&db, &args.server_log_level, None, &[])?;
     eprintln!("server: pid {} at {}", server.pid, server.base);
@@ -207,7 +222,10 @@ fn run(args: &Args) -> Result<()> {
     })?;
     let failed = spans.iter().filter(|s| s.2 != "succeeded").count();
     if failed > 0 {
-        bail!("{failed} benchmark runs did not succeed\n{}", server.log_tail());
+        bail!(
+            "{failed} benchmark runs did not succeed\n{}",
+            server.log_tail()
+        );
     }
     let first = spans.iter().filter_map(|s| s.0).min().context("no start")?;
     let last = spans.iter().filter_map(|s| s.1).max().context("no end")?;
@@ -262,14 +280,20 @@ fn run(args: &Args) -> Result<()> {
             bail!("ingesting: {} {}", res.status(), res.text()?);
         }
         let answer: Value = res.json()?;
-        let alert_id = answer["results"][0]["alert_id"].as_i64().context("alert id")?;
+        let alert_id = answer["results"][0]["alert_id"]
+            .as_i64()
+            .context("alert id")?;
         let started = wait_first_step(&handle, alert_id)?;
         latency.push(ms(started - acked));
     }
     latency.sort_by(f64::total_cmp);
     drop(server);
 
-    let backend = if args.postgres.is_some() { "PostgreSQL" } else { "SQLite" };
+    let backend = if args.postgres.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     println!("| engine ({backend}) | figure |");
     println!("|---|---|");
     println!(
@@ -285,7 +309,10 @@ fn run(args: &Args) -> Result<()> {
         cpu.0,
         cpu.2 * 100.0
     );
-    println!("| server peak RSS during the backlog | {:.0} MiB |", peak_rss as f64 / 1024.0);
+    println!(
+        "| server peak RSS during the backlog | {:.0} MiB |",
+        peak_rss as f64 / 1024.0
+    );
     println!(
         "| per-step overhead, idle engine ({} runs) | p50 {:.2} ms, p90 {:.2} ms |",
         args.serial,

@@ -550,7 +550,11 @@ fn run(args: Args) -> Result<bool> {
     eprintln!("database: {}", db.describe());
     let mut sources = Vec::new();
     for (spec, templates) in SOURCES.iter().zip(templates) {
-        let token = db.add_source(spec.name, spec.kind, spec.config.map(|c| root.join(c)).as_deref())?;
+        let token = db.add_source(
+            spec.name,
+            spec.kind,
+            spec.config.map(|c| root.join(c)).as_deref(),
+        )?;
         sources.push(MixSource {
             name: spec.name,
             url: String::new(),
@@ -563,7 +567,12 @@ fn run(args: Args) -> Result<bool> {
         bail!("source {} has no payloads in the mix", s.name);
     }
 
-    let server = Server::start(&db, &args.server_log_level, args.server_config.as_deref(), &[])?;
+    let server = Server::start(
+        &db,
+        &args.server_log_level,
+        args.server_config.as_deref(),
+        &[],
+    )?;
     eprintln!("server: pid {} at {}", server.pid, server.base);
     for s in &mut sources {
         s.url = format!("{}/api/v1/ingest/{}", server.base, s.name);

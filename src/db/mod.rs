@@ -3,6 +3,7 @@
 //! Diesel is synchronous; the async entry points (`read`, `write`) run on tokio's blocking
 //! pool so HTTP workers never wait on the database.
 
+pub mod batch;
 pub mod schema;
 
 use crate::config::{DatabaseConfig, DatabaseUrl, SqliteSynchronous};

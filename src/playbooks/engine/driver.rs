@@ -365,7 +365,7 @@ impl Driver {
         let until = self.engine.lease_until();
         let (fence, value): (Fence, T) = self
             .engine
-            .db
+            .batcher
             .write(move |conn| {
                 let fence = store::fence(conn, run_id, &owner, until)?;
                 Ok::<_, EngineError>((fence, f(conn)?))
@@ -436,7 +436,7 @@ impl Driver {
             let seen = self.signal;
             let parked = self
                 .engine
-                .db
+                .batcher
                 .write(move |conn| {
                     store::park(conn, run_id, &owner, wake, seen).map_err(EngineError::from)
                 })

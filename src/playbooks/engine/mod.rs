@@ -102,6 +102,8 @@ impl Settings {
 /// The engine of one process.
 pub struct Engine {
     pub(crate) db: Db,
+    /// Group commit for step transitions of many runs.
+    pub(crate) batcher: crate::db::batch::Batcher,
     pub(crate) settings: Settings,
     pub(crate) bus: Bus,
     pub(crate) executor: Arc<Executor>,
@@ -186,6 +188,7 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("cannot create the HTTP client: {e}")))?;
         let slots = Arc::new(Semaphore::new(settings.engine.max_concurrent_runs));
         Ok(Arc::new(Engine {
+            batcher: crate::db::batch::Batcher::start(db.clone(), 512),
             db,
             bus,
             executor: Arc::new(executor),
