@@ -934,10 +934,15 @@ impl Driver {
                             case_id,
                             origin: &origin,
                         };
-                        let result = crate::db::savepoint(conn, |c| {
-                            Ok::<_, Failure>(actions::run_internal(c, &ictx, &uses, &map))
-                        })?
-                        .and_then(|r| r);
+                        // `noop` writes nothing, so it needs no savepoint to undo.
+                        let result = if uses == "noop" {
+                            actions::run_internal(conn, &ictx, &uses, &map)
+                        } else {
+                            crate::db::savepoint(conn, |c| {
+                                Ok::<_, Failure>(actions::run_internal(c, &ictx, &uses, &map))
+                            })?
+                            .and_then(|r| r)
+                        };
                         let step = &loaded.playbook.steps[i];
                         let done = finish_unit(step, &ctx, unit, result, now(), &redact);
                         record_unit(conn, run_id, &step.id, &done, &actor)?;

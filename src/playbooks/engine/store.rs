@@ -355,7 +355,8 @@ pub fn fence(
     owner: &str,
     until: NaiveDateTime,
 ) -> Result<Fence, EngineError> {
-    let n = diesel::update(
+    // One statement: the renewal returns what the driver must know.
+    let seen: Option<(Option<NaiveDateTime>, i64)> = crate::on_backend!(conn, |c| diesel::update(
         playbook_runs::table
             .find(run_id)
             .filter(playbook_runs::lease_owner.eq(owner)),
@@ -364,14 +365,10 @@ pub fn fence(
         playbook_runs::lease_expires_at.eq(until),
         playbook_runs::updated_at.eq(now()),
     ))
-    .execute(conn)?;
-    if n == 0 {
-        return Err(EngineError::LeaseLost(run_id));
-    }
-    let (cancel, signal): (Option<NaiveDateTime>, i64) = playbook_runs::table
-        .find(run_id)
-        .select((playbook_runs::cancel_requested_at, playbook_runs::signal))
-        .first(conn)?;
+    .returning((playbook_runs::cancel_requested_at, playbook_runs::signal))
+    .get_result(c)
+    .optional())?;
+    let (cancel, signal) = seen.ok_or(EngineError::LeaseLost(run_id))?;
     Ok(Fence {
         cancel_requested: cancel.is_some(),
         signal,
