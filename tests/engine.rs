@@ -633,6 +633,62 @@ fn concurrent_decisions_settle_a_gate_once(db: TestDb) {
     assert_eq!(env.db.audit_with_action("approval.decided").len(), 1);
 }
 
+/// `n` gated steps in parallel, each calling the stub once it is approved.
+fn many_gates(n: usize) -> String {
+    let mut yaml = String::from("id: many-gates\nversion: 1\ntrigger: { on: manual }\nsteps:\n");
+    for k in 0..n {
+        yaml.push_str(&format!(
+            "  - id: g{k}\n    uses: http.request\n    needs: []\n    with: {{ method: POST, url: STUB/g{k} }}\n    approval: {{ roles: [responder], timeout: 1h, message: Go {k}? }}\n"
+        ));
+    }
+    yaml
+}
+
+// Regression: a decision used to lock the audit chain before the run row, while the
+// engine's transactions lock the run row (lease fence) before appending to the audit
+// chain; on PostgreSQL, a decision landing while the engine committed a step of the same
+// run could deadlock and answer 500.
+fn decisions_while_the_run_moves_never_deadlock(db: TestDb) {
+    const N: usize = 12;
+    const ROUNDS: usize = 4;
+    let yaml = many_gates(N);
+    let env = Env::new(db, &[("many-gates", &yaml)]);
+    for _round in 0..ROUNDS {
+        let id = env.start("many-gates", json!({}));
+        let run = env.wait_for(id, "every gate", |r| {
+            r["approvals"].as_array().is_some_and(|a| a.len() == N)
+        });
+        let gates: Vec<i64> = run["approvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["id"].as_i64().unwrap())
+            .collect();
+        // One after the other, so each decision meets the engine busy with the steps
+        // approved just before.
+        let answers: Vec<(u16, Value)> = gates
+            .iter()
+            .enumerate()
+            .map(|(k, gid)| {
+                let who = if k % 2 == 0 { &env.rex } else { &env.rae };
+                env.post(
+                    who,
+                    &format!("/api/v1/approvals/{gid}/decision"),
+                    json!({ "decision": "approve" }),
+                )
+            })
+            .collect();
+        for (status, body) in &answers {
+            assert_eq!(*status, 200, "{body}\nserver log:\n{}", env.server.stderr());
+        }
+        let run = env.finished(id);
+        assert_eq!(run["status"], "succeeded", "{run:#}");
+    }
+    for k in 0..N {
+        assert_eq!(env.stub.hits(&format!("/g{k}")), ROUNDS as u32, "g{k}");
+    }
+}
+
 const DEADLINES: &str = r#"
 id: deadlines
 version: 1
@@ -999,6 +1055,7 @@ both_backends!(
     retries_timeouts_and_on_failure_paths,
     containment_waits_for_approval_then_runs_once,
     concurrent_decisions_settle_a_gate_once,
+    decisions_while_the_run_moves_never_deadlock,
     gate_deadlines_reject_or_escalate,
     a_cancelled_run_stops_and_closes_its_gates,
     playbook_run_starts_a_child_and_waits_for_it,

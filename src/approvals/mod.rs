@@ -352,6 +352,14 @@ pub fn decide(
     if decision == Decision::Reject && comment.is_none() {
         return Err(ApprovalError::CommentRequired);
     }
+    // Lock order, the engine's: the run row first (every engine transaction starts with
+    // the lease fence on it), then the gate, then the audit chain. Locking the run only
+    // when settling, after the audit append, deadlocked on PostgreSQL against an engine
+    // transaction of the same run waiting for the audit chain.
+    let run_id = get(conn, gate_id)?.run_id;
+    diesel::update(playbook_runs::table.find(run_id))
+        .set(playbook_runs::signal.eq(playbook_runs::signal))
+        .execute(conn)?;
     // Touching the row first takes its lock on PostgreSQL, so concurrent deciders queue
     // here and the second sees the first one's outcome.
     let pending = diesel::update(

@@ -1357,6 +1357,17 @@ impl Driver {
             for (id, index, w) in &writes {
                 store::write_step(conn, run_id, id, *index, w)?;
             }
+            // The parent run's row before the audit chain (cancelling gates appends to
+            // it), the order of the parent's own transactions, so the two cannot deadlock.
+            if let Some(parent) = parent {
+                let (step_status, err) = match status {
+                    RunStatus::Succeeded => (StepStatus::Succeeded, None),
+                    RunStatus::Cancelled => (StepStatus::Failed, Some(format!("child run {run_id} was cancelled"))),
+                    _ => (StepStatus::Failed, Some(format!("child run {run_id} failed: {}", error.clone().unwrap_or_default()))),
+                };
+                let output = json!({ "run_id": run_id, "status": status, "steps": outputs });
+                store::settle_parent(conn, parent, step_status, &output, err.as_deref())?;
+            }
             approvals::cancel_for_run(conn, run_id, "the run ended")?;
             store::finish(conn, run_id, status, error.as_deref())?;
             audit::append(
@@ -1368,15 +1379,6 @@ impl Driver {
                     json!({ "status": status, "error": error, "steps": summary, "cancelled_by": cancelled_by }),
                 ),
             )?;
-            if let Some(parent) = parent {
-                let (step_status, err) = match status {
-                    RunStatus::Succeeded => (StepStatus::Succeeded, None),
-                    RunStatus::Cancelled => (StepStatus::Failed, Some(format!("child run {run_id} was cancelled"))),
-                    _ => (StepStatus::Failed, Some(format!("child run {run_id} failed: {}", error.clone().unwrap_or_default()))),
-                };
-                let output = json!({ "run_id": run_id, "status": status, "steps": outputs });
-                store::settle_parent(conn, parent, step_status, &output, err.as_deref())?;
-            }
             Ok(())
         })
         .await?;

@@ -555,7 +555,8 @@ pub fn step(conn: &mut DbConn, id: i64) -> QueryResult<StepRow> {
 }
 
 /// Settles the step run that started a child run (`playbook.run`), once the child ends,
-/// and wakes the parent run.
+/// and wakes the parent run. The parent run's row is locked (woken) first, the order of
+/// the parent's own transactions, which begin with the lease fence on it.
 pub fn settle_parent(
     conn: &mut DbConn,
     parent_step_run_id: i64,
@@ -563,6 +564,11 @@ pub fn settle_parent(
     output: &Value,
     error: Option<&str>,
 ) -> QueryResult<()> {
+    let parent_run: i64 = step_runs::table
+        .find(parent_step_run_id)
+        .select(step_runs::run_id)
+        .first(conn)?;
+    crate::approvals::wake_run(conn, parent_run)?;
     diesel::update(
         step_runs::table
             .find(parent_step_run_id)
@@ -575,9 +581,5 @@ pub fn settle_parent(
         step_runs::finished_at.eq(now()),
     ))
     .execute(conn)?;
-    let parent_run: i64 = step_runs::table
-        .find(parent_step_run_id)
-        .select(step_runs::run_id)
-        .first(conn)?;
-    crate::approvals::wake_run(conn, parent_run)
+    Ok(())
 }
