@@ -204,7 +204,17 @@ impl Db {
         let mut pooled = self.conn()?;
         let conn: &mut DbConn = &mut pooled;
         match self.backend {
-            Backend::Postgres => conn.transaction(f),
+            // Every write transaction takes the audit chain's row lock first. Most writes
+            // append to the chain, which locks its head until commit; taking it first in
+            // all of them gives one lock order, so a transaction holding a run or case row
+            // can never wait for the chain while a group commit holding the chain waits
+            // for that row (a deadlock PostgreSQL would break by failing one of them).
+            Backend::Postgres => conn.transaction(|c| {
+                diesel::sql_query("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE")
+                    .execute(c)
+                    .map_err(DbError::Query)?;
+                f(c)
+            }),
             Backend::Sqlite => {
                 let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
                 conn.batch_execute("BEGIN IMMEDIATE")
