@@ -331,6 +331,7 @@ async fn start_engine(
         state.bus.clone(),
         &lib,
         executor,
+        state.metrics.engine.clone(),
     )
     .await
     .context("starting the playbook engine")?;

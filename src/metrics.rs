@@ -42,6 +42,59 @@ pub struct Metrics {
     pub ingest_refused: Family<OutcomeLabels, Counter>,
     /// The group-commit writer's counters.
     pub writer: crate::ingest::writer::Stats,
+    /// The playbook engine's counters.
+    pub engine: EngineStats,
+}
+
+/// What the playbook engine counts.
+#[derive(Debug, Clone)]
+pub struct EngineStats {
+    /// Runs ended, by final status.
+    pub runs_finished: Family<OutcomeLabels, Counter>,
+    /// Steps (and `foreach` items) ended, by status.
+    pub steps_finished: Family<OutcomeLabels, Counter>,
+    /// Seconds from a step's start to its end, retries and waits included.
+    pub step_duration: Family<OutcomeLabels, Histogram>,
+    /// Runs this process is driving now.
+    pub runs_active: Gauge,
+}
+
+impl Default for EngineStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EngineStats {
+    /// Unregistered counters (the registry registers its own).
+    pub fn new() -> EngineStats {
+        EngineStats {
+            runs_finished: Family::default(),
+            steps_finished: Family::default(),
+            step_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 4.0, 12))
+            }),
+            runs_active: Gauge::default(),
+        }
+    }
+
+    /// Counts an ended run.
+    pub fn run_finished(&self, status: &str) {
+        self.runs_finished
+            .get_or_create(&OutcomeLabels {
+                outcome: status.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts an ended step or item and its duration.
+    pub fn step_finished(&self, status: &str, seconds: f64) {
+        let labels = OutcomeLabels {
+            outcome: status.to_string(),
+        };
+        self.steps_finished.get_or_create(&labels).inc();
+        self.step_duration.get_or_create(&labels).observe(seconds);
+    }
 }
 
 impl Default for Metrics {
@@ -109,7 +162,29 @@ impl Metrics {
             "Ingestion requests answered by group commits",
             writer.requests.clone(),
         );
+        let engine = EngineStats::new();
+        registry.register(
+            "playbook_runs_finished",
+            "Playbook runs ended, by status",
+            engine.runs_finished.clone(),
+        );
+        registry.register(
+            "playbook_steps_finished",
+            "Playbook steps and foreach items ended, by status",
+            engine.steps_finished.clone(),
+        );
+        registry.register(
+            "playbook_step_duration_seconds",
+            "Time from a step's start to its end, by status",
+            engine.step_duration.clone(),
+        );
+        registry.register(
+            "playbook_runs_active",
+            "Runs this process is driving",
+            engine.runs_active.clone(),
+        );
         Metrics {
+            engine,
             writer,
             ingest_alerts,
             ingest_refused,

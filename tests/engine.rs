@@ -229,6 +229,20 @@ fn a_linear_run_records_every_step_and_is_audited(db: TestDb) {
     assert_eq!(of_run[3]["details"]["input"]["url"], env.stub.url("/echo"));
     let verify = env.db.run_ok(&["audit", "verify"]);
     assert!(verify.contains("intact"), "{verify}");
+    let metrics = browser()
+        .get(env.server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("tocsin_playbook_runs_finished_total{outcome=\"succeeded\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tocsin_playbook_steps_finished_total{outcome=\"succeeded\"} 3"),
+        "{metrics}"
+    );
 }
 
 fn manual_runs_check_permissions_playbooks_and_inputs(db: TestDb) {

@@ -33,6 +33,35 @@ pub async fn drive(engine: Arc<Engine>, run_id: i64) {
         Err(EngineError::LeaseLost(_)) => {
             tracing::warn!(run = run_id, "run taken over by another process");
         }
+        Err(
+            e
+            @ (EngineError::Case(crate::cases::CaseError::NotFound(_)) | EngineError::Internal(_)),
+        ) => {
+            // Retrying cannot help (its case is gone, its definition unreadable): end it.
+            tracing::error!(run = run_id, error = %e, "the run cannot go on; failing it");
+            let message = e.to_string();
+            let actor = Actor::system("engine");
+            let failed = engine
+                .batcher
+                .write(move |conn| {
+                    store::finish(conn, run_id, RunStatus::Failed, Some(&message))?;
+                    approvals::cancel_for_run(conn, run_id, "the run failed")?;
+                    audit::append(
+                        conn,
+                        NewEvent::new(
+                            &actor,
+                            "playbook.run_finished",
+                            format!("run:{run_id}"),
+                            json!({ "status": "failed", "error": message }),
+                        ),
+                    )?;
+                    Ok::<_, EngineError>(())
+                })
+                .await;
+            if let Err(e) = failed {
+                tracing::error!(run = run_id, error = %e, "cannot record the failed run");
+            }
+        }
         Err(e) => {
             // Let go so it is tried again shortly (the database may be back by then).
             tracing::error!(run = run_id, error = %e, "driving the run failed; will retry");
@@ -949,6 +978,7 @@ impl Driver {
                         Ok(done)
                     })
                     .await?;
+                self.count(&finished);
                 self.steps[i].units[k] = finished;
                 if step.uses.starts_with("case.") {
                     self.reload_case().await?;
@@ -1157,6 +1187,7 @@ impl Driver {
         let record = done.clone();
         self.commit(move |conn| record_unit(conn, run_id, &step_id, &record, &actor))
             .await?;
+        self.count(&done);
         self.steps[i].units[k] = done;
         self.after_unit(i).await
     }
@@ -1245,10 +1276,24 @@ impl Driver {
             Ok(())
         })
         .await?;
+        if self.steps[i].units.is_empty() {
+            self.engine.stats.step_finished(status.as_str(), 0.0);
+        }
         if status == StepStatus::Failed {
             self.after_failure(i).await?;
         }
         Ok(())
+    }
+
+    /// Counts a unit that ended in the engine's metrics.
+    fn count(&self, u: &Unit) {
+        if u.status.is_terminal() {
+            let seconds = match (u.started_at, u.finished_at) {
+                (Some(a), Some(b)) => (b - a).num_microseconds().unwrap_or(0) as f64 / 1e6,
+                _ => 0.0,
+            };
+            self.engine.stats.step_finished(u.status.as_str(), seconds);
+        }
     }
 
     /// What a failed step does to the run: nothing (`continue`), skip the steps a `goto`
@@ -1385,6 +1430,7 @@ impl Driver {
         if parent.is_some() {
             self.engine.wake();
         }
+        self.engine.stats.run_finished(status.as_str());
         tracing::info!(run = run_id, status = status.as_str(), "run finished");
         Ok(())
     }

@@ -108,6 +108,7 @@ pub struct Engine {
     pub(crate) bus: Bus,
     pub(crate) executor: Arc<Executor>,
     pub(crate) http: reqwest::Client,
+    pub(crate) stats: crate::metrics::EngineStats,
     /// Loaded playbooks by id.
     pub(crate) playbooks: HashMap<String, Arc<Loaded>>,
     /// Definitions by hash: the loaded ones, and older ones read back for old runs.
@@ -139,6 +140,7 @@ impl Engine {
         bus: Bus,
         library: &Library,
         executor: Executor,
+        stats: crate::metrics::EngineStats,
     ) -> Result<Arc<Engine>, EngineError> {
         let mut playbooks_list: Vec<Playbook> =
             library.playbooks.values().map(|(p, _)| p.clone()).collect();
@@ -193,6 +195,7 @@ impl Engine {
             bus,
             executor: Arc::new(executor),
             http,
+            stats,
             playbooks,
             definitions: Mutex::new(definitions),
             owner: format!(
@@ -308,8 +311,10 @@ impl Engine {
                     break;
                 };
                 let me = self.clone();
+                me.stats.runs_active.inc();
                 tokio::spawn(async move {
                     driver::drive(me.clone(), id).await;
+                    me.stats.runs_active.dec();
                     me.lock_active().remove(&id);
                     drop(permit);
                     me.wake();
@@ -319,7 +324,12 @@ impl Engine {
                 tokio::task::yield_now().await;
                 continue;
             }
-            let sleep = self.until_next_timer().await;
+            if self.slots.available_permits() == 0 {
+                // Every slot is busy: a driver that ends wakes the runner.
+                self.runnable.notified().await;
+                continue;
+            }
+            let sleep = self.until_next_timer().await.max(Duration::from_millis(5));
             tokio::select! {
                 _ = self.runnable.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
