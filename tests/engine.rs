@@ -76,24 +76,11 @@ impl Env {
     }
 
     fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
-        let res = browser()
-            .post(self.server.url(path))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .unwrap();
-        let status = res.status().as_u16();
-        (status, res.json().unwrap_or(Value::Null))
+        self.server.post_json(token, path, &body)
     }
 
     fn get(&self, token: &str, path: &str) -> Value {
-        let res = browser()
-            .get(self.server.url(path))
-            .bearer_auth(token)
-            .send()
-            .unwrap();
-        assert_eq!(res.status(), 200, "GET {path}");
-        res.json().unwrap()
+        self.server.get_json(token, path)
     }
 
     /// Starts `playbook` manually as ann; returns the run id.
@@ -113,19 +100,9 @@ impl Env {
 
     /// Polls run `id` until `done` holds (at most 30 s).
     fn wait_for(&self, id: i64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let run = self.run(id);
-            if done(&run) {
-                return run;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "run {id}: gave up waiting for {what}; run is {run:#}\nserver log:\n{}",
-                self.server.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.server.poll(&format!("run {id}: {what}"), || {
+            Some(self.run(id)).filter(|r| done(r))
+        })
     }
 
     fn finished(&self, id: i64) -> Value {
@@ -138,15 +115,9 @@ impl Env {
     }
 
     fn wait_hits(&self, path: &str, n: u32) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.stub.hits(path) < n {
-            assert!(
-                Instant::now() < deadline,
-                "{path} was not called {n} time(s); server log:\n{}",
-                self.server.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.server.poll(&format!("{n} call(s) of {path}"), || {
+            (self.stub.hits(path) >= n).then_some(())
+        });
     }
 }
 

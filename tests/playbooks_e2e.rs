@@ -13,7 +13,6 @@ use common::vendors::{Vendor, Vendors};
 use common::{browser, Server, TestDb};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 const PW: &str = "correct horse battery";
 
@@ -22,10 +21,6 @@ const INPUTS: &str = r#"{
   "phishing-triage": { "scan_wait": "1s" },
   "it-outage": { "ack_timeout": "2s", "settle_time": "1s", "pagerduty_service_id": "PSERV01" }
 }"#;
-
-/// How long any one thing may take before a test gives up (generous: the machine is
-/// small and tests run in parallel).
-const PATIENCE: Duration = Duration::from_secs(90);
 
 struct Env {
     db: TestDb,
@@ -95,24 +90,11 @@ impl Env {
     }
 
     fn get(&self, path: &str) -> Value {
-        let res = browser()
-            .get(self.server.url(path))
-            .bearer_auth(&self.vic)
-            .send()
-            .expect("GET");
-        assert_eq!(res.status(), 200, "GET {path}");
-        res.json().expect("JSON")
+        self.server.get_json(&self.vic, path)
     }
 
     fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
-        let res = browser()
-            .post(self.server.url(path))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .expect("POST");
-        let status = res.status().as_u16();
-        (status, res.json().unwrap_or(Value::Null))
+        self.server.post_json(token, path, &body)
     }
 
     fn run(&self, id: i64) -> Value {
@@ -120,19 +102,8 @@ impl Env {
     }
 
     /// Polls `probe` until it gives a value.
-    fn poll<T>(&self, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(v) = probe() {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gave up waiting for {what}; server log:\n{}",
-                self.server.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    fn poll<T>(&self, what: &str, probe: impl FnMut() -> Option<T>) -> T {
+        self.server.poll(what, probe)
     }
 
     /// The run the trigger (`case.created` or `alert.ingested`) started for `playbook`

@@ -312,6 +312,51 @@ impl Server {
         format!("{}{}", self.base, path)
     }
 
+    /// POSTs JSON with a bearer token; returns the status and the JSON answer (null if none).
+    pub fn post_json(
+        &self,
+        token: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let res = browser()
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = res.status().as_u16();
+        (status, res.json().unwrap_or(serde_json::Value::Null))
+    }
+
+    /// GETs JSON with a bearer token, requiring 200.
+    pub fn get_json(&self, token: &str, path: &str) -> serde_json::Value {
+        let res = browser()
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.json().expect("JSON")
+    }
+
+    /// Polls `probe` every 50 ms until it gives a value; fails after 90 s (generous: CI
+    /// machines are shared) with the server's log.
+    pub fn poll<T>(&self, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(v) = probe() {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gave up waiting for {what}; server log:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Kills the server with SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

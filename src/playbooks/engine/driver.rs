@@ -654,11 +654,7 @@ impl Driver {
                         .settle_step(i, StepStatus::Skipped, Value::Null, None)
                         .await
                 }
-                Err(e) => {
-                    return self
-                        .settle_step(i, StepStatus::Failed, Value::Null, Some(format!("if: {e}")))
-                        .await
-                }
+                Err(e) => return self.fail_step(i, format!("if: {e}")).await,
             }
         }
         let items = match &step.foreach {
@@ -667,16 +663,7 @@ impl Driver {
                 Ok(Value::Array(items)) => Some(items),
                 Ok(Value::Null) => Some(Vec::new()),
                 Ok(other) => Some(vec![other]),
-                Err(e) => {
-                    return self
-                        .settle_step(
-                            i,
-                            StepStatus::Failed,
-                            Value::Null,
-                            Some(format!("foreach: {e}")),
-                        )
-                        .await
-                }
+                Err(e) => return self.fail_step(i, format!("foreach: {e}")).await,
             },
         };
         if items.as_ref().is_some_and(Vec::is_empty) {
@@ -701,21 +688,9 @@ impl Driver {
         let message = match Template::parse(&approval.message).and_then(|t| t.render(ctx)) {
             Ok(Value::String(s)) => s,
             Ok(other) => other.to_string(),
-            Err(e) => {
-                return self
-                    .settle_step(
-                        i,
-                        StepStatus::Failed,
-                        Value::Null,
-                        Some(format!("approval.message: {e}")),
-                    )
-                    .await
-            }
+            Err(e) => return self.fail_step(i, format!("approval.message: {e}")).await,
         };
-        let timeout = crate::playbooks::validate::duration(&approval.timeout)
-            .ok()
-            .and_then(|d| chrono::Duration::from_std(d).ok())
-            .unwrap_or(chrono::Duration::minutes(30));
+        let timeout = gate_timeout(&approval.timeout);
         let t = now();
         let deadline = t + timeout;
         let req = GateRequest {
@@ -828,10 +803,7 @@ impl Driver {
                     on_timeout = crate::playbooks::definition::OnTimeout::Reject;
                 }
                 let escalate = approval.escalate_to.as_ref().map(|e| {
-                    let timeout = crate::playbooks::validate::duration(&e.timeout)
-                        .ok()
-                        .and_then(|d| chrono::Duration::from_std(d).ok())
-                        .unwrap_or(chrono::Duration::minutes(30));
+                    let timeout = gate_timeout(&e.timeout);
                     (
                         Approvers {
                             roles: e.roles.clone(),
@@ -1285,6 +1257,12 @@ impl Driver {
         Ok(())
     }
 
+    /// Fails a step that could not begin (its `if`, `foreach` or gate message failed).
+    async fn fail_step(&mut self, i: usize, error: String) -> Result<(), EngineError> {
+        self.settle_step(i, StepStatus::Failed, Value::Null, Some(error))
+            .await
+    }
+
     /// Counts a unit that ended in the engine's metrics.
     fn count(&self, u: &Unit) {
         if u.status.is_terminal() {
@@ -1434,6 +1412,14 @@ impl Driver {
         tracing::info!(run = run_id, status = status.as_str(), "run finished");
         Ok(())
     }
+}
+
+/// A gate's timeout (validated at load; 30 minutes should it not parse).
+fn gate_timeout(text: &str) -> chrono::Duration {
+    crate::playbooks::validate::duration(text)
+        .ok()
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .unwrap_or(chrono::Duration::minutes(30))
 }
 
 /// The unit after an attempt: its output (through the step's `outputs:`), or a retry
