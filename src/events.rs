@@ -81,6 +81,11 @@ impl Bus {
         self.inner.wanted.load(Ordering::Acquire) & kind.bit() != 0
     }
 
+    /// Whether any kind is listened to (else writers need not wake the dispatcher).
+    pub fn wants_any(&self) -> bool {
+        self.inner.wanted.load(Ordering::Acquire) != 0
+    }
+
     /// Wakes the dispatcher after a commit that wrote events.
     pub fn wake(&self) {
         self.inner.notify.notify_one();

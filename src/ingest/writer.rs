@@ -113,7 +113,10 @@ async fn run(
         let events = bus.clone();
         let done =
             tokio::task::spawn_blocking(move || commit(&db, &config, &events, jobs, &stats)).await;
-        bus.wake();
+        // Only when playbooks listen: otherwise the wake-up would cost a query per commit.
+        if bus.wants_any() {
+            bus.wake();
+        }
         if let Err(err) = done {
             tracing::error!(error = %err, "ingestion commit task failed");
         }

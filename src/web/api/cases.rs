@@ -113,7 +113,9 @@ async fn change(
         .db
         .write(move |conn| update::apply(conn, &config, &bus, &actor, id, change))
         .await?;
-    state.bus.wake();
+    if state.bus.wants(crate::events::EventKind::CaseUpdated) {
+        state.bus.wake();
+    }
     Ok(HttpResponse::Ok().json(case))
 }
 
@@ -164,7 +166,9 @@ async fn assign(
         .db
         .write(move |conn| update::assign(conn, &bus, &actor, id, assignee.as_deref()))
         .await?;
-    state.bus.wake();
+    if state.bus.wants(crate::events::EventKind::CaseUpdated) {
+        state.bus.wake();
+    }
     Ok(HttpResponse::Ok().json(case))
 }
 
