@@ -285,7 +285,13 @@ fn serve(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
             std::fs::write(path, format!("{bound}\n")).with_context(|| format!("writing {}", path.display()))?;
         }
         tokio::spawn(maintenance(state.clone()));
-        web::serve(state, listener).await?;
+        web::serve(state.clone(), listener).await?;
+        if let Some(engine) = &state.engine {
+            // HTTP has drained; let calls in flight finish and be recorded rather than be
+            // found interrupted at the next start.
+            let grace = std::time::Duration::from_secs(state.config.engine.shutdown_grace_seconds);
+            engine.shutdown(grace).await;
+        }
         tracing::info!("tocsin stopped");
         Ok(ExitCode::SUCCESS)
     })

@@ -200,6 +200,9 @@ pub struct EngineConfig {
     pub default_step_timeout: String,
     /// Most alerts of a case put in a run's context (`$.alerts`), newest first.
     pub max_context_alerts: usize,
+    /// On SIGTERM, how long calls in flight may take to finish before the process exits
+    /// (their runs then resume at the next start), in seconds.
+    pub shutdown_grace_seconds: u64,
 }
 
 impl Default for EngineConfig {
@@ -210,6 +213,7 @@ impl Default for EngineConfig {
             lease_seconds: 30,
             default_step_timeout: "10m".into(),
             max_context_alerts: 100,
+            shutdown_grace_seconds: 30,
         }
     }
 }

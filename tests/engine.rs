@@ -1033,7 +1033,49 @@ fn a_killed_server_resumes_runs_without_repeating_steps(db: TestDb) {
     assert!(verify.contains("intact"), "{verify}");
 }
 
+const ORDERLY: &str = r#"
+id: orderly
+version: 1
+trigger: { on: manual }
+steps:
+  - id: slow_post
+    uses: notify.webhook
+    with: { url: STUB/slow-post }
+  - id: after
+    uses: notify.webhook
+    with: { url: STUB/after }
+"#;
+
+fn sigterm_lets_a_call_in_flight_finish_and_the_run_resumes(db: TestDb) {
+    let mut env = Env::new(db, &[("orderly", ORDERLY)]);
+    env.stub.behave(
+        "/slow-post",
+        Behavior {
+            delay: Duration::from_secs(2),
+            ..Default::default()
+        },
+    );
+    let id = env.start("orderly", json!({}));
+    env.wait_hits("/slow-post", 1);
+    let status = env.server.terminate();
+    assert!(status.success(), "exit status {status}");
+    // The call in flight was answered and recorded before the exit; nothing after it ran.
+    assert_eq!(env.stub.hits("/after"), 0);
+    env.server = Server::start_with(&env.db, &SERVER_ENV);
+    let run = env.finished(id);
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(step(&run, "slow_post")["status"], "succeeded");
+    assert_eq!(step(&run, "slow_post")["attempts"], 1);
+    assert_eq!(
+        env.stub.hits("/slow-post"),
+        1,
+        "not repeated, not interrupted"
+    );
+    assert_eq!(env.stub.hits("/after"), 1);
+}
+
 both_backends!(
+    sigterm_lets_a_call_in_flight_finish_and_the_run_resumes,
     a_linear_run_records_every_step_and_is_audited,
     manual_runs_check_permissions_playbooks_and_inputs,
     parallel_branches_join_and_foreach_collects_item_outputs,

@@ -457,6 +457,18 @@ impl Driver {
             if progressed || self.refresh {
                 continue;
             }
+            if self.engine.is_stopping() && self.stop.is_none() {
+                // Shutting down: nothing in flight any more; the run resumes at the next
+                // start from what is committed.
+                let owner = self.engine.owner.clone();
+                self.engine
+                    .batcher
+                    .write(move |conn| {
+                        store::release(conn, run_id, &owner).map_err(EngineError::from)
+                    })
+                    .await?;
+                return Ok(());
+            }
             if self.stop.is_some() || self.steps.iter().all(|s| s.status.is_terminal()) {
                 return self.finish().await;
             }
@@ -566,7 +578,7 @@ impl Driver {
         for i in 0..self.steps.len() {
             match self.steps[i].status {
                 StepStatus::Pending => {
-                    if self.stop.is_none() && self.deps_done(i) {
+                    if self.may_start() && self.deps_done(i) {
                         self.start_step(i).await?;
                         progressed = true;
                     }
@@ -587,7 +599,7 @@ impl Driver {
                         let due = u.next_attempt_at.is_none_or(|at| at <= t);
                         match u.status {
                             StepStatus::Pending | StepStatus::Retrying
-                                if due && self.stop.is_none() =>
+                                if due && self.may_start() =>
                             {
                                 self.start_unit(i, k).await?;
                                 progressed = true;
@@ -612,6 +624,12 @@ impl Driver {
             }
         }
         Ok(progressed)
+    }
+
+    /// Whether new steps and attempts may start: the run is not stopping and the process
+    /// is not shutting down.
+    fn may_start(&self) -> bool {
+        self.stop.is_none() && !self.engine.is_stopping()
     }
 
     fn deps_done(&self, i: usize) -> bool {
@@ -753,7 +771,7 @@ impl Driver {
         self.steps[i].gate_deadline = Some(gate.deadline_at);
         match gate.status {
             GateStatus::Approved => {
-                if self.stop.is_some() {
+                if !self.may_start() {
                     return Ok(false);
                 }
                 self.begin_units(i).await?;
@@ -854,7 +872,7 @@ impl Driver {
             None => s.units = vec![Unit::new(-1, None)],
         }
         for k in 0..self.steps[i].units.len() {
-            if self.stop.is_some() {
+            if !self.may_start() {
                 break;
             }
             self.start_unit(i, k).await?;

@@ -118,6 +118,8 @@ pub struct Engine {
     /// Wakes the runner (a run became runnable).
     pub(crate) runnable: Notify,
     slots: Arc<Semaphore>,
+    /// Set on shutdown: no run is claimed and no step started any more.
+    stopping: std::sync::atomic::AtomicBool,
     /// Runs this process is driving now.
     active: Mutex<HashSet<i64>>,
 }
@@ -205,6 +207,7 @@ impl Engine {
                 &crate::auth::random_secret()[..8]
             ),
             runnable: Notify::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             slots,
             active: Mutex::new(HashSet::new()),
             settings,
@@ -255,6 +258,34 @@ impl Engine {
         self.definitions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether the process is shutting down.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Stops claiming runs and starting steps, lets calls in flight finish (within
+    /// `grace`), records them, and lets go of every run so it resumes at the next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let active = self.lock_active().len();
+            if active == 0 {
+                tracing::info!("playbook engine stopped");
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    runs = active,
+                    "shutdown grace period over with calls still in flight"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Tells the runner that runs may be waiting.
     pub fn wake(&self) {
         self.runnable.notify_one();
@@ -293,6 +324,9 @@ impl Engine {
             }
         }
         loop {
+            if self.is_stopping() {
+                return;
+            }
             let free = self.slots.available_permits();
             let claimed = if free == 0 {
                 Vec::new()
