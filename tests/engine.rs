@@ -24,7 +24,13 @@ struct Env {
     vic: String,
 }
 
-const SERVER_ENV: [(&str, &str); 1] = [("TOCSIN_ENGINE_LEASE_SECONDS", "2")];
+/// A configured integration secret, whose value must never be stored or audited.
+const SECRET: &str = "s3cr3t-demo-value-42";
+
+const SERVER_ENV: [(&str, &str); 2] = [
+    ("TOCSIN_ENGINE_LEASE_SECONDS", "2"),
+    ("TOCSIN_SECRET_DEMO_TOKEN", SECRET),
+];
 
 impl Env {
     /// Writes `playbooks` (id → YAML, where `STUB` stands for the stub's base URL) and
@@ -1074,7 +1080,42 @@ fn sigterm_lets_a_call_in_flight_finish_and_the_run_resumes(db: TestDb) {
     assert_eq!(env.stub.hits("/after"), 1);
 }
 
+fn secret_values_are_redacted_from_stored_and_audited_steps(db: TestDb) {
+    let env = Env::new(db, &[("on-alert", ON_ALERT)]);
+    let out = env
+        .db
+        .run_ok(&["source", "add", "hive", "--kind", "thehive"]);
+    let token = out
+        .lines()
+        .find_map(|l| l.strip_prefix("token="))
+        .unwrap()
+        .to_string();
+    // An alert happens to carry the value of a configured secret.
+    ingest(&env, &token, &format!("leaked {SECRET} in a log line"), 2);
+    env.wait_hits("/alert", 1);
+    let runs = env.get(&env.vic, "/api/v1/runs")["runs"].clone();
+    let id = runs[0]["id"].as_i64().unwrap();
+    let run = env.finished(id);
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    // The call itself carried the value (the vendor gets what the step was given)...
+    assert!(env.stub.bodies("/alert")[0].contains(SECRET));
+    // ...but the step run Tocsin keeps and its audit events do not show it.
+    let shown = run.to_string();
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert!(shown.contains("leaked **** in a log line"), "{shown}");
+    let of_run: Vec<Value> = env
+        .db
+        .audit_events()
+        .into_iter()
+        .filter(|e| e["target"] == format!("run:{id}"))
+        .collect();
+    assert!(!of_run.is_empty());
+    let audited = serde_json::to_string(&of_run).unwrap();
+    assert!(!audited.contains(SECRET), "{audited}");
+}
+
 both_backends!(
+    secret_values_are_redacted_from_stored_and_audited_steps,
     sigterm_lets_a_call_in_flight_finish_and_the_run_resumes,
     a_linear_run_records_every_step_and_is_audited,
     manual_runs_check_permissions_playbooks_and_inputs,

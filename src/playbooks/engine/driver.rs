@@ -1468,9 +1468,18 @@ fn finish_unit(
         Ok(Value::Object(out))
     };
     let result = result.and_then(|raw| mapped(&raw));
+    // What is stored and audited never shows a secret value, should one appear in the
+    // inputs (playbooks cannot name secrets; an alert could carry one). A unit waiting
+    // for a retry keeps its inputs as they were, for the next attempt.
+    let redact_input = |unit: &mut Unit| {
+        if let Some(input) = unit.input.as_mut() {
+            executor.secrets().redact_json(input);
+        }
+    };
     match result {
         Ok(mut output) => {
             executor.secrets().redact_json(&mut output);
+            redact_input(&mut unit);
             unit.status = StepStatus::Succeeded;
             unit.output = output;
             unit.error = None;
@@ -1495,6 +1504,7 @@ fn finish_unit(
                 );
                 unit.error = Some(executor.secrets().redact(&f.message));
             } else {
+                redact_input(&mut unit);
                 unit.status = StepStatus::Failed;
                 // A failed item keeps its place in a foreach output, with what `outputs:`
                 // can say without a result (usually the item itself).
