@@ -1114,7 +1114,44 @@ fn secret_values_are_redacted_from_stored_and_audited_steps(db: TestDb) {
     assert!(!audited.contains(SECRET), "{audited}");
 }
 
+const SLOW_PARENT: &str = r#"
+id: slow-parent
+version: 1
+trigger: { on: manual }
+steps:
+  - id: child
+    uses: playbook.run
+    with: { playbook: sleeper }
+"#;
+
+const SLEEPER: &str = r#"
+id: sleeper
+version: 1
+trigger: { on: manual }
+steps:
+  - id: nap
+    uses: wait
+    with: { duration: 1h }
+"#;
+
+fn cancelling_a_run_cancels_its_child_runs(db: TestDb) {
+    let env = Env::new(db, &[("slow-parent", SLOW_PARENT), ("sleeper", SLEEPER)]);
+    let id = env.start("slow-parent", json!({}));
+    let parent = env.wait_for(id, "a child", |r| step(r, "child")["child_run_id"].is_i64());
+    let child = step(&parent, "child")["child_run_id"].as_i64().unwrap();
+    env.wait_for(child, "the child waiting", |r| {
+        step(r, "nap")["status"] == "waiting"
+    });
+    let (s, b) = env.post(&env.ann, &format!("/api/v1/runs/{id}/cancel"), json!({}));
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(env.finished(id)["status"], "cancelled");
+    let child_run = env.finished(child);
+    assert_eq!(child_run["status"], "cancelled", "{child_run:#}");
+    assert_eq!(step(&child_run, "nap")["status"], "cancelled");
+}
+
 both_backends!(
+    cancelling_a_run_cancels_its_child_runs,
     secret_values_are_redacted_from_stored_and_audited_steps,
     sigterm_lets_a_call_in_flight_finish_and_the_run_resumes,
     a_linear_run_records_every_step_and_is_audited,

@@ -1355,14 +1355,17 @@ impl Driver {
             Some(Stop::Failed(e)) => (RunStatus::Failed, Some(e.clone())),
             None => (RunStatus::Succeeded, None),
         };
-        // Whatever did not end is cancelled; steps never started get no row.
+        // Whatever did not end is cancelled; steps never started get no row; child runs
+        // still going are asked to stop too.
         let mut writes = Vec::new();
+        let mut children: Vec<i64> = Vec::new();
         for (i, s) in self.steps.iter_mut().enumerate() {
             if s.status.is_terminal() || s.status == StepStatus::Pending {
                 continue;
             }
             let id = self.loaded.playbook.steps[i].id.clone();
             for u in s.units.iter_mut().filter(|u| !u.status.is_terminal()) {
+                children.extend(u.child_run_id);
                 u.status = StepStatus::Cancelled;
                 u.finished_at = Some(t);
                 if u.index >= 0 {
@@ -1394,9 +1397,13 @@ impl Driver {
             .map(|(i, s)| (self.loaded.playbook.steps[i].id.clone(), json!(s.status)))
             .collect();
         let cancelled_by = self.run.cancel_requested_by.clone();
+        let by = format!("run:{run_id}");
         self.commit(move |conn| {
             for (id, index, w) in &writes {
                 store::write_step(conn, run_id, id, *index, w)?;
+            }
+            for child in &children {
+                store::request_cancel(conn, *child, &by)?;
             }
             // The parent run's row before the audit chain (cancelling gates appends to
             // it), the order of the parent's own transactions, so the two cannot deadlock.
