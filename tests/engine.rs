@@ -1150,7 +1150,69 @@ fn cancelling_a_run_cancels_its_child_runs(db: TestDb) {
     assert_eq!(step(&child_run, "nap")["status"], "cancelled");
 }
 
+const ON_UPDATE: &str = r#"
+id: on-update
+version: 1
+trigger: { on: case.updated }
+# Any status change but to triage, so the playbook's own change would match if it fired.
+condition: "exists($.trigger.details.changed.status) && $.trigger.details.changed.status.to != 'triage'"
+steps:
+  - id: note
+    uses: notify.webhook
+    with: { url: STUB/updated, body: { case: "${{ $.case.id }}", by: "${{ $.trigger.details.by }}" } }
+  - id: contain
+    uses: case.set
+    with: { status: contained }
+"#;
+
+fn case_updates_trigger_playbooks_but_not_their_own_changes(db: TestDb) {
+    let env = Env::new(db, &[("on-update", ON_UPDATE)]);
+    let out = env
+        .db
+        .run_ok(&["source", "add", "hive", "--kind", "thehive"]);
+    let token = out
+        .lines()
+        .find_map(|l| l.strip_prefix("token="))
+        .unwrap()
+        .to_string();
+    let case_id = ingest(&env, &token, "to work on", 2)["results"][0]["case_id"]
+        .as_i64()
+        .unwrap();
+    let patch = |body: Value| {
+        let res = browser()
+            .patch(env.server.url(&format!("/api/v1/cases/{case_id}")))
+            .bearer_auth(&env.ann)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    };
+    // A change the condition does not match starts nothing.
+    patch(json!({ "status": "triage" }));
+    patch(json!({ "status": "in_progress" }));
+    env.wait_hits("/updated", 1);
+    let runs = env.get(&env.vic, "/api/v1/runs")["runs"].clone();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    let run = env.finished(runs[0]["id"].as_i64().unwrap());
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(run["trigger"], "case.updated");
+    let sent: Value = serde_json::from_str(&env.stub.bodies("/updated")[0]).unwrap();
+    assert_eq!(sent["case"], case_id);
+    assert!(
+        sent["by"].as_str().unwrap().starts_with("api_token:ann/"),
+        "{sent}"
+    );
+    // The playbook's own status change (which its condition matches) fired no second run.
+    std::thread::sleep(Duration::from_millis(1500));
+    let runs = env.get(&env.vic, "/api/v1/runs")["runs"].clone();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!(env.stub.hits("/updated"), 1);
+    let case = env.get(&env.vic, &format!("/api/v1/cases/{case_id}"));
+    assert_eq!(case["case"]["status"], "contained");
+}
+
 both_backends!(
+    case_updates_trigger_playbooks_but_not_their_own_changes,
     cancelling_a_run_cancels_its_child_runs,
     secret_values_are_redacted_from_stored_and_audited_steps,
     sigterm_lets_a_call_in_flight_finish_and_the_run_resumes,
