@@ -152,15 +152,13 @@ pub struct AuditEvent {
 pub fn append(conn: &mut DbConn, event: NewEvent) -> Result<i64, AuditError> {
     // Bumping the head first takes its row lock (PostgreSQL) or the write lock (SQLite)
     // before the previous hash is read, so two appenders cannot fork the chain.
-    on_backend!(conn, |c| diesel::update(
+    // One statement: the bump returns the new sequence number and the previous hash.
+    let (seq, prev_hash): (i64, String) = on_backend!(conn, |c| diesel::update(
         audit_head::table.filter(audit_head::id.eq(1))
     )
     .set(audit_head::seq.eq(audit_head::seq + 1))
-    .execute(c))?;
-    let (seq, prev_hash): (i64, String) = on_backend!(conn, |c| audit_head::table
-        .filter(audit_head::id.eq(1))
-        .select((audit_head::seq, audit_head::hash))
-        .first(c))?;
+    .returning((audit_head::seq, audit_head::hash))
+    .get_result(c))?;
     let details = serde_json::to_string(&event.details)?;
     let occurred_at = crate::db::now();
     let hash = event_hash(
