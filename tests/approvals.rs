@@ -752,7 +752,48 @@ fn links_can_require_a_signed_in_approver(db: TestDb) {
     assert_eq!(env.stub.hits("/block"), 1);
 }
 
+const NOTIFY: &str = r#"
+id: notify
+version: 1
+trigger: { on: manual }
+steps:
+  - id: mail
+    uses: notify.email
+    with:
+      to: [oncall@example.org, lead@example.org]
+      subject: "Run ${{ $.run.id }} says hello"
+      body: "Plain words from run ${{ $.run.id }}."
+"#;
+
+fn notify_email_rows_are_delivered_by_the_sender(db: TestDb) {
+    let env = Env::new(db, &[("notify", NOTIFY)], Some(SmtpSink::start()));
+    let id = env.start("notify");
+    let run = env.finished(id);
+    assert_eq!(step(&run, "mail")["status"], "succeeded", "{run:#}");
+    let mail = env.sink().wait_for("oncall@example.org", 1);
+    assert_eq!(mail[0].to, ["oncall@example.org", "lead@example.org"]);
+    assert_eq!(
+        mail[0].header("Subject").unwrap(),
+        format!("Run {id} says hello")
+    );
+    assert!(mail[0].text().contains(&format!("Plain words from run {id}.")));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, outbox) = env.get(&env.ada, "/api/v1/outbox?status=sent");
+        if outbox["emails"].as_array().is_some_and(|e| e.len() == 1) {
+            assert_eq!(outbox["emails"][0]["origin"], format!("notify#{id}"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "not recorded as sent: {outbox:#}");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let sent = env.db.audit_with_action("email.sent");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["details"]["to"], "oncall@example.org, lead@example.org");
+}
+
 both_backends!(
+    notify_email_rows_are_delivered_by_the_sender,
     email_links_decide_only_after_confirmation_and_only_once,
     a_reject_link_needs_a_comment_and_skips_the_step,
     without_smtp_email_stays_in_the_outbox_and_the_console_decides,
