@@ -80,7 +80,9 @@ fn endpoint() -> Result<(String, Arc<Mutex<Vec<NaiveDateTime>>>)> {
         for conn in listener.incoming().flatten() {
             let h = h.clone();
             std::thread::spawn(move || {
-                let Ok(mut out) = conn.try_clone() else { return };
+                let Ok(mut out) = conn.try_clone() else {
+                    return;
+                };
                 let mut input = BufReader::new(conn);
                 loop {
                     let mut length = 0usize;

@@ -291,10 +291,12 @@ pub struct ApprovalsConfig {
 impl ApprovalsConfig {
     /// Whether deciding `action` through an e-mail link needs a console session too.
     pub fn link_needs_login(&self, action: &str) -> bool {
-        self.links_require_login_for.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => action.starts_with(prefix),
-            None => p == action,
-        })
+        self.links_require_login_for
+            .iter()
+            .any(|p| match p.strip_suffix('*') {
+                Some(prefix) => action.starts_with(prefix),
+                None => p == action,
+            })
     }
 }
 
@@ -622,7 +624,10 @@ impl Config {
             ));
         }
         if self.email.max_attempts == 0 {
-            return Err(ConfigError::invalid("email.max_attempts", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "email.max_attempts",
+                "must be at least 1",
+            ));
         }
         if self.email.poll_interval_ms == 0 {
             return Err(ConfigError::invalid(

@@ -328,7 +328,10 @@ fn email_links_decide_only_after_confirmation_and_only_once(db: TestDb) {
     }
     let approve = mail.link("approve");
     assert!(approve.starts_with(&env.server.base), "{approve}");
-    assert!(html.contains(&approve), "the HTML part carries the same link");
+    assert!(
+        html.contains(&approve),
+        "the HTML part carries the same link"
+    );
     let gate = env.wait_gate(gid, "3 notifications sent", |g| {
         g["notifications"]
             .as_array()
@@ -342,7 +345,11 @@ fn email_links_decide_only_after_confirmation_and_only_once(db: TestDb) {
     for _ in 0..2 {
         let page = open(&scanner, &approve);
         assert_eq!(page.status, 200, "{}", page.body);
-        assert!(page.body.contains("Nothing has been decided yet"), "{}", page.body);
+        assert!(
+            page.body.contains("Nothing has been decided yet"),
+            "{}",
+            page.body
+        );
         assert!(page.body.contains("203.0.113.7"));
         assert!(page.body.contains("<form method=\"post\""));
     }
@@ -369,7 +376,10 @@ fn email_links_decide_only_after_confirmation_and_only_once(db: TestDb) {
     // A POST without the form's CSRF cookie is refused.
     let res = browser()
         .post(approve.rsplit_once('/').unwrap().0)
-        .form(&[("csrf_token", "x".repeat(43).as_str()), ("decision", "approve")])
+        .form(&[
+            ("csrf_token", "x".repeat(43).as_str()),
+            ("decision", "approve"),
+        ])
         .send()
         .unwrap();
     assert_eq!(res.status(), 403);
@@ -435,9 +445,18 @@ fn a_reject_link_needs_a_comment_and_skips_the_step(db: TestDb) {
     // No comment: the form comes back, the link stays usable.
     let refused = submit(&client, &reject, &page.body, "  ");
     assert_eq!(refused.status, 422, "{}", refused.body);
-    assert!(refused.body.contains("comment is required"), "{}", refused.body);
+    assert!(
+        refused.body.contains("comment is required"),
+        "{}",
+        refused.body
+    );
     assert_eq!(env.gate_by_id(gid)["status"], "pending");
-    let done = submit(&client, &reject, &refused.body, "false positive: our scanner");
+    let done = submit(
+        &client,
+        &reject,
+        &refused.body,
+        "false positive: our scanner",
+    );
     assert_eq!(done.status, 200, "{}", done.body);
     assert!(done.body.contains("Rejected"));
     let run = env.finished(id);
@@ -447,7 +466,10 @@ fn a_reject_link_needs_a_comment_and_skips_the_step(db: TestDb) {
     let gate = env.gate_by_id(gid);
     assert_eq!(gate["status"], "rejected");
     assert_eq!(gate["decisions"][0]["user"], "rae");
-    assert_eq!(gate["decisions"][0]["comment"], "false positive: our scanner");
+    assert_eq!(
+        gate["decisions"][0]["comment"],
+        "false positive: our scanner"
+    );
     assert_eq!(gate["decisions"][0]["channel"], "email");
 }
 
@@ -474,7 +496,10 @@ fn without_smtp_email_stays_in_the_outbox_and_the_console_decides(db: TestDb) {
         assert_eq!(e["origin"], format!("approval:{gid}"));
         assert!(e["body_text"].as_str().unwrap().contains("203.0.113.7"));
         // No usable link is ever stored: links are created on delivery.
-        assert!(!e["body_text"].as_str().unwrap().contains("/link/"), "{e:#}");
+        assert!(
+            !e["body_text"].as_str().unwrap().contains("/link/"),
+            "{e:#}"
+        );
     }
     let (status, _) = env.get(&env.vic, "/api/v1/outbox");
     assert_eq!(status, 403);
@@ -493,7 +518,11 @@ fn without_smtp_email_stays_in_the_outbox_and_the_console_decides(db: TestDb) {
     assert!(page.text().unwrap().contains("rex@example.org"));
     let viewer = login(&env.server, "vic", PW);
     assert_eq!(
-        viewer.get(env.server.url("/outbox")).send().unwrap().status(),
+        viewer
+            .get(env.server.url("/outbox"))
+            .send()
+            .unwrap()
+            .status(),
         403
     );
 
@@ -508,20 +537,32 @@ fn without_smtp_email_stays_in_the_outbox_and_the_console_decides(db: TestDb) {
     let decide = env.server.url(&format!("/approvals/{gid}/decide"));
     let res = rex
         .post(&decide)
-        .form(&[("csrf_token", csrf.as_str()), ("decision", "reject"), ("comment", "")])
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("decision", "reject"),
+            ("comment", ""),
+        ])
         .send()
         .unwrap();
     assert_eq!(res.status(), 422);
     let res = rex
         .post(&decide)
-        .form(&[("csrf_token", "wrong"), ("decision", "approve"), ("comment", "")])
+        .form(&[
+            ("csrf_token", "wrong"),
+            ("decision", "approve"),
+            ("comment", ""),
+        ])
         .send()
         .unwrap();
     assert_eq!(res.status(), 403, "CSRF token required");
     assert_eq!(env.gate_by_id(gid)["status"], "pending");
     let res = rex
         .post(&decide)
-        .form(&[("csrf_token", csrf.as_str()), ("decision", "approve"), ("comment", "ok")])
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("decision", "approve"),
+            ("comment", "ok"),
+        ])
         .send()
         .unwrap();
     assert_eq!(res.status(), 303);
@@ -536,7 +577,12 @@ fn without_smtp_email_stays_in_the_outbox_and_the_console_decides(db: TestDb) {
         .unwrap()
         .iter()
         .all(|n| n["status"] == "cancelled"));
-    let html = rex.get(env.server.url("/approvals")).send().unwrap().text().unwrap();
+    let html = rex
+        .get(env.server.url("/approvals"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     assert!(html.contains("Nothing is waiting"), "{html}");
 }
 
@@ -548,7 +594,11 @@ fn four_eyes_through_two_approvers_links(db: TestDb) {
     let rae = env.sink().wait_for("rae@example.org", 1)[0].link("approve");
     let first = confirm(&browser(), &rex, "");
     assert_eq!(first.status, 200, "{}", first.body);
-    assert!(first.body.contains("needs 2 approvals and has 1"), "{}", first.body);
+    assert!(
+        first.body.contains("needs 2 approvals and has 1"),
+        "{}",
+        first.body
+    );
     let gate = env.gate_by_id(gid);
     assert_eq!(gate["status"], "pending");
     assert_eq!(env.stub.hits("/isolate"), 0);
@@ -650,9 +700,8 @@ fn smtp_failures_are_retried_recorded_and_audited(db: TestDb) {
     let gate = env.wait_gate(gid, "failures recorded", |g| {
         g["notifications"].as_array().is_some_and(|n| {
             n.len() == 3
-                && n.iter().all(|x| {
-                    x["attempts"].as_i64().unwrap_or(0) >= 2 && x["status"] != "sent"
-                })
+                && n.iter()
+                    .all(|x| x["attempts"].as_i64().unwrap_or(0) >= 2 && x["status"] != "sent")
         })
     });
     for n in gate["notifications"].as_array().unwrap() {
@@ -678,9 +727,10 @@ fn smtp_failures_are_retried_recorded_and_audited(db: TestDb) {
     env.sink().set_refuse(false);
     let mail = env.sink().wait_for("rex@example.org", 1);
     env.wait_gate(gid, "delivered", |g| {
-        g["notifications"]
-            .as_array()
-            .is_some_and(|n| n.iter().any(|x| x["user"] == "rex" && x["status"] == "sent"))
+        g["notifications"].as_array().is_some_and(|n| {
+            n.iter()
+                .any(|x| x["user"] == "rex" && x["status"] == "sent")
+        })
     });
     let done = confirm(&browser(), &mail[0].link("approve"), "");
     assert_eq!(done.status, 200, "{}", done.body);
@@ -776,7 +826,9 @@ fn notify_email_rows_are_delivered_by_the_sender(db: TestDb) {
         mail[0].header("Subject").unwrap(),
         format!("Run {id} says hello")
     );
-    assert!(mail[0].text().contains(&format!("Plain words from run {id}.")));
+    assert!(mail[0]
+        .text()
+        .contains(&format!("Plain words from run {id}.")));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, outbox) = env.get(&env.ada, "/api/v1/outbox?status=sent");
@@ -784,12 +836,18 @@ fn notify_email_rows_are_delivered_by_the_sender(db: TestDb) {
             assert_eq!(outbox["emails"][0]["origin"], format!("notify#{id}"));
             break;
         }
-        assert!(Instant::now() < deadline, "not recorded as sent: {outbox:#}");
+        assert!(
+            Instant::now() < deadline,
+            "not recorded as sent: {outbox:#}"
+        );
         std::thread::sleep(Duration::from_millis(30));
     }
     let sent = env.db.audit_with_action("email.sent");
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0]["details"]["to"], "oncall@example.org, lead@example.org");
+    assert_eq!(
+        sent[0]["details"]["to"],
+        "oncall@example.org, lead@example.org"
+    );
 }
 
 both_backends!(

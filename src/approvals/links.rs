@@ -85,9 +85,14 @@ pub enum Refusal {
     Expired,
     Disabled,
     /// The browser is signed in as someone else than the link's approver.
-    OtherUser { owner: String, signed_in: String },
+    OtherUser {
+        owner: String,
+        signed_in: String,
+    },
     /// Configuration wants the approver signed in for this action.
-    LoginRequired { owner: String },
+    LoginRequired {
+        owner: String,
+    },
 }
 
 impl Refusal {
@@ -156,13 +161,7 @@ pub struct Resolved {
 /// What a look at a link found: usable, or refused (with what was known).
 pub type Lookup = Result<Resolved, (Refusal, Option<Resolved>)>;
 
-type LinkRow = (
-    i64,
-    i64,
-    i64,
-    Option<NaiveDateTime>,
-    Option<NaiveDateTime>,
-);
+type LinkRow = (i64, i64, i64, Option<NaiveDateTime>, Option<NaiveDateTime>);
 
 /// Checks a link for `gate_id`; `needs_login` tells whether the gate's action needs a
 /// console session of the same user.

@@ -11,9 +11,7 @@ pub mod notify;
 
 use crate::audit::{self, Actor, AuditError, NewEvent};
 use crate::auth::{Permission, Role};
-use crate::db::schema::{
-    approval_decisions, approval_gates, email_outbox, playbook_runs, users,
-};
+use crate::db::schema::{approval_decisions, approval_gates, email_outbox, playbook_runs, users};
 use crate::db::{now, DbConn, DbError};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -346,7 +344,10 @@ fn hydrate(conn: &mut DbConn, rows: Vec<GateRow>) -> Result<Vec<Gate>, ApprovalE
         .map(|r| Gate {
             decisions: decisions.remove(&r.id).unwrap_or_default(),
             notifications: notifications.remove(&r.id).unwrap_or_default(),
-            target: r.target.as_deref().and_then(|t| serde_json::from_str(t).ok()),
+            target: r
+                .target
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok()),
             id: r.id,
             run_id: r.run_id,
             step_id: r.step_id,

@@ -159,9 +159,10 @@ pub fn describe_target(target: Option<&serde_json::Value>) -> Vec<String> {
         }
     }
     match target {
-        Some(serde_json::Value::Object(map)) => {
-            map.iter().map(|(k, v)| format!("{k}: {}", scalar(v))).collect()
-        }
+        Some(serde_json::Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", scalar(v)))
+            .collect(),
         Some(serde_json::Value::Array(items)) => items
             .iter()
             .enumerate()
@@ -181,17 +182,30 @@ fn attr_escape(s: &str) -> String {
 }
 
 /// The e-mail about `gate` for `recipient`; without links it is the outbox preview.
-pub fn render(gate: &Gate, case_title: Option<&str>, recipient: &str, links: Option<&Links>) -> Mail {
+pub fn render(
+    gate: &Gate,
+    case_title: Option<&str>,
+    recipient: &str,
+    links: Option<&Links>,
+) -> Mail {
     let subject = match gate.case_id {
         Some(case) => format!(
             "[Tocsin] Approval needed: {} on case #{case}{}",
             gate.action,
-            if gate.escalation_level > 0 { " (escalated)" } else { "" }
+            if gate.escalation_level > 0 {
+                " (escalated)"
+            } else {
+                ""
+            }
         ),
         None => format!(
             "[Tocsin] Approval needed: {}{}",
             gate.action,
-            if gate.escalation_level > 0 { " (escalated)" } else { "" }
+            if gate.escalation_level > 0 {
+                " (escalated)"
+            } else {
+                ""
+            }
         ),
     };
     let ctx = minijinja::context! {
@@ -273,7 +287,11 @@ mod tests {
             assert!(part.contains(&links.reject), "{part}");
         }
         assert!(mail.text.contains("Block <b>203.0.113.7</b>?"));
-        assert!(mail.html.contains("Block &lt;b&gt;203.0.113.7"), "{}", mail.html);
+        assert!(
+            mail.html.contains("Block &lt;b&gt;203.0.113.7"),
+            "{}",
+            mail.html
+        );
         assert!(!mail.html.contains("<b>"), "{}", mail.html);
         assert!(mail.html.contains("Brute force &lt;x&gt;"));
         let preview = render(&gate(), None, "rex", None);

@@ -49,5 +49,5 @@ pub fn list(
     if let Some(s) = status {
         q = q.filter(email_outbox::status.eq(s.to_string()));
     }
-    Ok(q.load(conn).map_err(DbError::Query)?)
+    q.load(conn).map_err(DbError::Query)
 }

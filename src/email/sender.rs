@@ -137,10 +137,7 @@ impl Sender {
     pub async fn round(&self) -> Result<usize, SendError> {
         let lease = Duration::from_secs(u64::from(self.config.timeout_seconds.max(1)) + 60);
         let base = self.public_url.clone();
-        let jobs = self
-            .db
-            .write(move |conn| claim(conn, &base, lease))
-            .await?;
+        let jobs = self.db.write(move |conn| claim(conn, &base, lease)).await?;
         let n = jobs.len();
         for job in jobs {
             let result = self.send(&job).await;
@@ -298,12 +295,26 @@ fn claim(conn: &mut DbConn, base: &str, lease: Duration) -> Result<Vec<Job>, Sen
                     .execute(conn)?;
                 continue;
             }
-            let username: Option<String> = crate::db::schema::users::table
+            use crate::db::schema::users;
+            let user: Option<(String, String, Option<NaiveDateTime>)> = users::table
                 .find(user_id)
-                .select(crate::db::schema::users::username)
+                .select((users::username, users::role, users::disabled_at))
                 .first(conn)
                 .optional()?;
-            let username = username.unwrap_or_default();
+            let admitted = user.as_ref().is_some_and(|(name, role, disabled)| {
+                disabled.is_none() && role.parse().is_ok_and(|r| gate.approvers.admits(name, r))
+            });
+            let Some((username, _, _)) = user.filter(|_| admitted) else {
+                // Escalated away from this approver, or the account was disabled since.
+                diesel::update(email_outbox::table.find(id))
+                    .set((
+                        email_outbox::status.eq("cancelled"),
+                        email_outbox::last_error.eq("the recipient is no longer an approver"),
+                        email_outbox::next_attempt_at.eq(None::<NaiveDateTime>),
+                    ))
+                    .execute(conn)?;
+                continue;
+            };
             let token = links::mint(conn, gate_id, user_id, Some(id))?;
             let urls = notify::Links {
                 approve: links::url(base, gate_id, &token, Decision::Approve),

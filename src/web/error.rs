@@ -207,9 +207,7 @@ impl From<ApprovalError> for ApiError {
             ApprovalError::NotFound(_) => ApiError::not_found(message),
             ApprovalError::AlreadySettled { .. }
             | ApprovalError::AlreadyDecided(_)
-            | ApprovalError::LinkSpent => {
-                ApiError::new(S::CONFLICT, "already_decided", message)
-            }
+            | ApprovalError::LinkSpent => ApiError::new(S::CONFLICT, "already_decided", message),
             ApprovalError::NotAllowed(_) => ApiError::new(S::FORBIDDEN, "forbidden", message),
             ApprovalError::CommentRequired => {
                 ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid", message)

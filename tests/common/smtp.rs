@@ -55,7 +55,10 @@ impl SmtpSink {
             ("TOCSIN_SMTP_HOST".into(), "127.0.0.1".into()),
             ("TOCSIN_SMTP_PORT".into(), self.port.to_string()),
             ("TOCSIN_SMTP_TLS".into(), "none".into()),
-            ("TOCSIN_EMAIL_FROM".into(), "Tocsin <soc@example.org>".into()),
+            (
+                "TOCSIN_EMAIL_FROM".into(),
+                "Tocsin <soc@example.org>".into(),
+            ),
             ("TOCSIN_EMAIL_POLL_INTERVAL_MS".into(), "50".into()),
             ("TOCSIN_EMAIL_RETRY_SECONDS".into(), "1".into()),
         ]

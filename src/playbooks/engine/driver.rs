@@ -693,7 +693,9 @@ impl Driver {
             Some(items) => Value::Array(
                 items
                     .iter()
-                    .map(|it| expr::render_value(&with, &self.ctx(Some(it), None)).unwrap_or_default())
+                    .map(|it| {
+                        expr::render_value(&with, &self.ctx(Some(it), None)).unwrap_or_default()
+                    })
                     .collect(),
             ),
             None => expr::render_value(&with, ctx).unwrap_or_default(),

@@ -29,7 +29,13 @@ fn access(req: &HttpRequest, session: Option<crate::auth::sessions::ActiveSessio
     }
 }
 
-fn refusal_page(state: &AppState, gate_id: i64, token: &str, decision: Decision, r: &Refusal) -> HttpResponse {
+fn refusal_page(
+    state: &AppState,
+    gate_id: i64,
+    token: &str,
+    decision: Decision,
+    r: &Refusal,
+) -> HttpResponse {
     let status = match r {
         Refusal::Unknown => StatusCode::NOT_FOUND,
         Refusal::Used | Refusal::Revoked | Refusal::Expired => StatusCode::GONE,
@@ -54,17 +60,30 @@ fn refusal_page(state: &AppState, gate_id: i64, token: &str, decision: Decision,
     state.pages.message(status, heading, &message)
 }
 
+/// What the confirmation page shows.
+struct Confirm<'a> {
+    found: Resolved,
+    token: &'a str,
+    decision: Decision,
+    comment: &'a str,
+    error: Option<&'a str>,
+    signed_in: Option<&'a crate::auth::User>,
+}
+
 fn confirm_page(
     state: &AppState,
     req: &HttpRequest,
     status: StatusCode,
-    found: Resolved,
-    token: &str,
-    decision: Decision,
-    comment: &str,
-    error: Option<&str>,
-    signed_in: Option<&crate::auth::User>,
+    c: Confirm<'_>,
 ) -> HttpResponse {
+    let Confirm {
+        found,
+        token,
+        decision,
+        comment,
+        error,
+        signed_in,
+    } = c;
     let (csrf, fresh) = form_csrf(req);
     let approver = found.user.username.clone();
     let item = GateItem::new(found.gate, found.case_title);
@@ -137,12 +156,14 @@ async fn show(
             &state,
             &req,
             StatusCode::OK,
-            found,
-            &token,
-            decision,
-            "",
-            None,
-            signed_in.as_ref(),
+            Confirm {
+                found,
+                token: &token,
+                decision,
+                comment: "",
+                error: None,
+                signed_in: signed_in.as_ref(),
+            },
         ),
         Ok(Err((refusal, _))) => refusal_page(&state, gate_id, &token, decision, &refusal),
         Err(err) => state.pages.error(&err.into()),
@@ -208,7 +229,10 @@ async fn submit(
                     format!(
                         "You approved request {gate_id}; it needs {} approvals and has {}.",
                         gate.required,
-                        gate.decisions.iter().filter(|d| d.decision == "approve").count()
+                        gate.decisions
+                            .iter()
+                            .filter(|d| d.decision == "approve")
+                            .count()
                     ),
                 ),
             };
@@ -240,12 +264,14 @@ async fn submit(
                     &state,
                     &req,
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    found,
-                    &token,
-                    decision,
-                    &form.comment,
-                    Some("A comment is required to reject."),
-                    signed_in.as_ref(),
+                    Confirm {
+                        found,
+                        token: &token,
+                        decision,
+                        comment: &form.comment,
+                        error: Some("A comment is required to reject."),
+                        signed_in: signed_in.as_ref(),
+                    },
                 ),
                 Ok(Err((refusal, _))) => refusal_page(&state, gate_id, &token, decision, &refusal),
                 Err(err) => state.pages.error(&err.into()),
@@ -272,9 +298,11 @@ async fn submit(
                 StatusCode::FORBIDDEN => "Not allowed",
                 _ => api.status.canonical_reason().unwrap_or("Error"),
             };
-            state
-                .pages
-                .message(api.status, heading, &format!("{} Nothing was changed.", api.message))
+            state.pages.message(
+                api.status,
+                heading,
+                &format!("{} Nothing was changed.", api.message),
+            )
         }
     }
 }
