@@ -431,6 +431,51 @@ fn email_links_decide_only_after_confirmation_and_only_once(db: TestDb) {
         assert!(outcomes.contains(&expected), "{expected} in {outcomes:?}");
     }
     env.db.run_ok(&["audit", "verify"]);
+    // The token is a secret: the request log never shows it.
+    let secret = token.split('/').next().unwrap();
+    let log = env.server.stderr();
+    assert!(log.contains("/link/<token>/approve"), "{log}");
+    assert!(!log.contains(secret), "token in the server log");
+}
+
+fn two_concurrent_posts_of_one_link_decide_once(db: TestDb) {
+    let env = Env::new(db, &[("gated", GATED)], Some(SmtpSink::start()));
+    let id = env.start("gated");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    let link = env.sink().wait_for("rex@example.org", 1)[0].link("approve");
+    let tabs: Vec<(reqwest::blocking::Client, String)> = (0..2)
+        .map(|_| {
+            let c = browser();
+            let page = open(&c, &link);
+            assert_eq!(page.status, 200, "{}", page.body);
+            (c, page.body)
+        })
+        .collect();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = tabs
+            .iter()
+            .map(|(c, page)| {
+                let barrier = barrier.clone();
+                let link = link.clone();
+                s.spawn(move || {
+                    barrier.wait();
+                    submit(c, &link, page, "").status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut sorted = statuses.clone();
+    sorted.sort();
+    assert_eq!(sorted[0], 200, "{statuses:?}");
+    assert!(matches!(sorted[1], 409 | 410), "{statuses:?}");
+    env.finished(id);
+    assert_eq!(env.stub.hits("/block"), 1);
+    let gate = env.gate_by_id(gid);
+    assert_eq!(gate["decisions"].as_array().unwrap().len(), 1);
+    assert_eq!(env.db.audit_with_action("approval.decided").len(), 1);
+    assert_eq!(env.db.audit_with_action("approval.link_refused").len(), 1);
 }
 
 fn a_reject_link_needs_a_comment_and_skips_the_step(db: TestDb) {
@@ -851,6 +896,7 @@ fn notify_email_rows_are_delivered_by_the_sender(db: TestDb) {
 }
 
 both_backends!(
+    two_concurrent_posts_of_one_link_decide_once,
     notify_email_rows_are_delivered_by_the_sender,
     email_links_decide_only_after_confirmation_and_only_once,
     a_reject_link_needs_a_comment_and_skips_the_step,
