@@ -285,6 +285,16 @@ fn serve(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
             std::fs::write(path, format!("{bound}\n")).with_context(|| format!("writing {}", path.display()))?;
         }
         tokio::spawn(maintenance(state.clone()));
+        match tocsin::email::sender::Sender::new(
+            db.clone(),
+            state.config.email.clone(),
+            state.public_url.clone(),
+        )
+        .context("starting the e-mail sender")?
+        {
+            Some(sender) => sender.start(),
+            None => tracing::info!("no SMTP host configured (email.host): e-mail stays in the outbox"),
+        }
         web::serve(state.clone(), listener).await?;
         if let Some(engine) = &state.engine {
             // HTTP has drained; let calls in flight finish and be recorded rather than be

@@ -49,6 +49,8 @@ pub struct Config {
     pub cases: CasesConfig,
     pub playbooks: PlaybooksConfig,
     pub engine: EngineConfig,
+    pub email: EmailConfig,
+    pub approvals: ApprovalsConfig,
 }
 
 /// Where data lives.
@@ -218,6 +220,90 @@ impl Default for EngineConfig {
     }
 }
 
+/// Outgoing e-mail (approval requests, `notify.email`). Without `host`, e-mail stays in the
+/// outbox, readable by admins, and nothing is sent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailConfig {
+    /// The sender, `Name <address>` or `address`.
+    pub from: String,
+    /// SMTP relay host; empty: keep e-mail in the outbox.
+    pub host: String,
+    /// SMTP port; 0 means the usual one for `tls` (25 none, 587 starttls, 465 tls).
+    pub port: u16,
+    /// `none`, `starttls` or `tls` (implicit TLS).
+    pub tls: SmtpTls,
+    /// SMTP user name; the password comes from `TOCSIN_SMTP_PASSWORD`, never from the file.
+    pub username: String,
+    /// Delivery attempts before a message is marked `failed`.
+    pub max_attempts: u32,
+    /// Wait before the first retry, doubled after each failure (at most an hour).
+    pub retry_seconds: u32,
+    /// How often the sender looks for queued e-mail, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Longest one SMTP conversation may take.
+    pub timeout_seconds: u32,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            from: "Tocsin <tocsin@localhost>".into(),
+            host: String::new(),
+            port: 0,
+            tls: SmtpTls::Starttls,
+            username: String::new(),
+            max_attempts: 8,
+            retry_seconds: 30,
+            poll_interval_ms: 1000,
+            timeout_seconds: 30,
+        }
+    }
+}
+
+impl EmailConfig {
+    /// The port to connect to.
+    pub fn effective_port(&self) -> u16 {
+        match (self.port, self.tls) {
+            (0, SmtpTls::None) => 25,
+            (0, SmtpTls::Starttls) => 587,
+            (0, SmtpTls::Tls) => 465,
+            (p, _) => p,
+        }
+    }
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    Starttls,
+    Tls,
+}
+
+/// Approval links and gates.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApprovalsConfig {
+    /// Actions whose e-mail links also need the approver signed in to the console as the
+    /// same user: exact names (`edr.isolate_host`), prefixes ending in `*` (`firewall.*`),
+    /// or `*` for every gate. Empty: the link alone is enough.
+    pub links_require_login_for: Vec<String>,
+}
+
+impl ApprovalsConfig {
+    /// Whether deciding `action` through an e-mail link needs a console session too.
+    pub fn link_needs_login(&self, action: &str) -> bool {
+        self.links_require_login_for
+            .iter()
+            .any(|p| match p.strip_suffix('*') {
+                Some(prefix) => action.starts_with(prefix),
+                None => p == action,
+            })
+    }
+}
+
 /// SLA targets per severity.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -302,6 +388,8 @@ impl Default for Config {
             cases: CasesConfig::default(),
             playbooks: PlaybooksConfig::default(),
             engine: EngineConfig::default(),
+            email: EmailConfig::default(),
+            approvals: ApprovalsConfig::default(),
         }
     }
 }
@@ -366,6 +454,14 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ),
     ("TOCSIN_SECRETS_FILE", "playbooks.secrets_file"),
     ("TOCSIN_PLAYBOOK_INPUTS", "playbooks.inputs"),
+    ("TOCSIN_SMTP_HOST", "email.host"),
+    ("TOCSIN_SMTP_PORT", "email.port"),
+    ("TOCSIN_SMTP_TLS", "email.tls"),
+    ("TOCSIN_SMTP_USERNAME", "email.username"),
+    ("TOCSIN_EMAIL_FROM", "email.from"),
+    ("TOCSIN_EMAIL_RETRY_SECONDS", "email.retry_seconds"),
+    ("TOCSIN_EMAIL_POLL_INTERVAL_MS", "email.poll_interval_ms"),
+    ("TOCSIN_EMAIL_MAX_ATTEMPTS", "email.max_attempts"),
 ];
 
 impl Config {
@@ -449,6 +545,36 @@ impl Config {
                     self.engine.lease_seconds =
                         value.parse().map_err(|e| bad(format!("{e}: {value:?}")))?
                 }
+                "email.host" => self.email.host = value,
+                "email.port" => {
+                    self.email.port = value.parse().map_err(|e| bad(format!("{e}: {value:?}")))?
+                }
+                "email.tls" => {
+                    self.email.tls = match value.as_str() {
+                        "none" => SmtpTls::None,
+                        "starttls" => SmtpTls::Starttls,
+                        "tls" => SmtpTls::Tls,
+                        _ => {
+                            return Err(bad(format!(
+                                "expected `none`, `starttls` or `tls`, got {value:?}"
+                            )))
+                        }
+                    }
+                }
+                "email.username" => self.email.username = value,
+                "email.from" => self.email.from = value,
+                "email.retry_seconds" => {
+                    self.email.retry_seconds =
+                        value.parse().map_err(|e| bad(format!("{e}: {value:?}")))?
+                }
+                "email.poll_interval_ms" => {
+                    self.email.poll_interval_ms =
+                        value.parse().map_err(|e| bad(format!("{e}: {value:?}")))?
+                }
+                "email.max_attempts" => {
+                    self.email.max_attempts =
+                        value.parse().map_err(|e| bad(format!("{e}: {value:?}")))?
+                }
                 "playbooks.dir" => self.playbooks.dir = value.into(),
                 "playbooks.integrations_dir" => self.playbooks.integrations_dir = value.into(),
                 "playbooks.secrets_file" => self.playbooks.secrets_file = Some(value.into()),
@@ -494,6 +620,24 @@ impl Config {
                     format!("must be an http or https URL, got {url:?}"),
                 ));
             }
+        }
+        if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(ConfigError::invalid(
+                "email.from",
+                format!("not an e-mail address: {:?}", self.email.from),
+            ));
+        }
+        if self.email.max_attempts == 0 {
+            return Err(ConfigError::invalid(
+                "email.max_attempts",
+                "must be at least 1",
+            ));
+        }
+        if self.email.poll_interval_ms == 0 {
+            return Err(ConfigError::invalid(
+                "email.poll_interval_ms",
+                "must be at least 1",
+            ));
         }
         if self.engine.max_concurrent_runs == 0 {
             return Err(ConfigError::invalid(

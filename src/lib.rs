@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cases;
 pub mod config;
 pub mod db;
+pub mod email;
 pub mod events;
 pub mod ingest;
 pub mod integrations;

@@ -2,10 +2,16 @@
 //! may decide (roles and users), how many distinct approvals it needs, and a deadline that
 //! is a row, not a timer, so it survives restarts. Deciding is one transaction that also
 //! wakes the waiting run; of two concurrent decisions exactly one settles the gate.
+//!
+//! Opening or escalating a gate queues e-mail to its approvers in the same transaction
+//! (`notify`); the links in those e-mails (`links`) decide through a confirmation page.
+
+pub mod links;
+pub mod notify;
 
 use crate::audit::{self, Actor, AuditError, NewEvent};
 use crate::auth::{Permission, Role};
-use crate::db::schema::{approval_decisions, approval_gates, playbook_runs, users};
+use crate::db::schema::{approval_decisions, approval_gates, email_outbox, playbook_runs, users};
 use crate::db::{now, DbConn, DbError};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -25,6 +31,8 @@ pub enum ApprovalError {
     AlreadyDecided(i64),
     #[error("`comment` is required when rejecting")]
     CommentRequired,
+    #[error("this approval link was used by another request at the same time")]
+    LinkSpent,
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
@@ -106,7 +114,8 @@ pub enum Decision {
 }
 
 impl Decision {
-    fn as_str(self) -> &'static str {
+    /// The stored name, also the last segment of link URLs.
+    pub fn as_str(self) -> &'static str {
         match self {
             Decision::Approve => "approve",
             Decision::Reject => "reject",
@@ -125,6 +134,21 @@ pub struct DecisionView {
     pub at: NaiveDateTime,
 }
 
+/// An e-mail about a gate, as the gate shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NotificationView {
+    /// The outbox row.
+    pub id: i64,
+    pub user: Option<String>,
+    pub to: String,
+    /// `queued`, `sending`, `sent`, `failed` or `cancelled`.
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    #[serde(serialize_with = "crate::db::utc::serialize_opt")]
+    pub sent_at: Option<NaiveDateTime>,
+}
+
 /// A gate as the API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Gate {
@@ -136,6 +160,9 @@ pub struct Gate {
     pub action: String,
     pub status: GateStatus,
     pub message: String,
+    /// What the step would act on: its inputs rendered when the gate opened (secrets
+    /// redacted), a list of them for `foreach` steps.
+    pub target: Option<serde_json::Value>,
     pub approvers: Approvers,
     pub required: i32,
     /// Who started the run (`user:alice`, `trigger:case.created`).
@@ -150,6 +177,8 @@ pub struct Gate {
     pub decided_at: Option<NaiveDateTime>,
     pub outcome_reason: Option<String>,
     pub decisions: Vec<DecisionView>,
+    /// E-mail sent (or queued, or failed) to approvers, oldest first.
+    pub notifications: Vec<NotificationView>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -170,6 +199,7 @@ struct GateRow {
     deadline_at: NaiveDateTime,
     decided_at: Option<NaiveDateTime>,
     outcome_reason: Option<String>,
+    target: Option<String>,
 }
 
 /// What the engine asks for when a step reaches its gate.
@@ -180,13 +210,16 @@ pub struct GateRequest {
     pub case_id: Option<i64>,
     pub action: String,
     pub message: String,
+    /// The step's rendered inputs (secrets redacted): what it would act on.
+    pub target: serde_json::Value,
     pub approvers: Approvers,
     pub required: u32,
     pub requested_by: String,
     pub deadline_at: NaiveDateTime,
 }
 
-/// Opens a gate in the caller's transaction and records `approval.requested`.
+/// Opens a gate in the caller's transaction, queues e-mail to its approvers and records
+/// `approval.requested`.
 pub fn open(conn: &mut DbConn, actor: &Actor, req: &GateRequest) -> Result<i64, ApprovalError> {
     let t = now();
     let approvers = serde_json::to_string(&req.approvers).unwrap_or_else(|_| "{}".into());
@@ -205,9 +238,12 @@ pub fn open(conn: &mut DbConn, actor: &Actor, req: &GateRequest) -> Result<i64, 
             approval_gates::escalation_level.eq(0),
             approval_gates::created_at.eq(t),
             approval_gates::deadline_at.eq(req.deadline_at),
+            approval_gates::target.eq(serde_json::to_string(&req.target).ok()),
         ))
         .returning(approval_gates::id)
         .get_result(c))?;
+    let gate = get(conn, id)?;
+    let notified = notify::queue(conn, &gate)?;
     audit::append(
         conn,
         NewEvent::new(
@@ -223,6 +259,8 @@ pub fn open(conn: &mut DbConn, actor: &Actor, req: &GateRequest) -> Result<i64, 
                 "approvers": req.approvers,
                 "required": required,
                 "deadline_at": crate::db::utc::format(&req.deadline_at),
+                "target": req.target,
+                "emailed": notified,
             }),
         ),
     )?;
@@ -257,10 +295,59 @@ fn hydrate(conn: &mut DbConn, rows: Vec<GateRow>) -> Result<Vec<Gate>, ApprovalE
             });
         }
     }
+    let mut notifications: std::collections::HashMap<i64, Vec<NotificationView>> =
+        Default::default();
+    if !ids.is_empty() {
+        type N = (
+            Option<i64>,
+            i64,
+            Option<String>,
+            String,
+            String,
+            i32,
+            Option<String>,
+            Option<NaiveDateTime>,
+        );
+        let found: Vec<N> = email_outbox::table
+            .left_join(users::table)
+            .filter(email_outbox::gate_id.eq_any(&ids))
+            .order(email_outbox::id)
+            .select((
+                email_outbox::gate_id,
+                email_outbox::id,
+                users::username.nullable(),
+                email_outbox::recipients,
+                email_outbox::status,
+                email_outbox::attempts,
+                email_outbox::last_error,
+                email_outbox::sent_at,
+            ))
+            .load(conn)?;
+        for (gate, id, user, to, status, attempts, last_error, sent_at) in found {
+            let Some(gate) = gate else { continue };
+            notifications
+                .entry(gate)
+                .or_default()
+                .push(NotificationView {
+                    id,
+                    user,
+                    to,
+                    status,
+                    attempts,
+                    last_error,
+                    sent_at,
+                });
+        }
+    }
     Ok(rows
         .into_iter()
         .map(|r| Gate {
             decisions: decisions.remove(&r.id).unwrap_or_default(),
+            notifications: notifications.remove(&r.id).unwrap_or_default(),
+            target: r
+                .target
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok()),
             id: r.id,
             run_id: r.run_id,
             step_id: r.step_id,
@@ -469,6 +556,7 @@ fn settle(
             approval_gates::outcome_reason.eq(reason),
         ))
         .execute(conn)?;
+    notify::cancel_queued(conn, gate_id, "the approval request was settled first")?;
     wake_run(conn, run_id)?;
     Ok(())
 }
@@ -529,6 +617,11 @@ pub fn expire(
                     approval_gates::escalation_level.eq(1),
                 ))
                 .execute(conn)?;
+            // The first approvers' links stop working; the new approvers are e-mailed.
+            links::revoke_for_gate(conn, gate_id)?;
+            notify::cancel_queued(conn, gate_id, "escalated before delivery")?;
+            let escalated = get(conn, gate_id)?;
+            let notified = notify::queue(conn, &escalated)?;
             audit::append(
                 conn,
                 NewEvent::new(
@@ -541,6 +634,7 @@ pub fn expire(
                         "from": gate.approvers,
                         "to": approvers,
                         "deadline_at": crate::db::utc::format(&deadline),
+                        "emailed": notified,
                     }),
                 ),
             )?;
@@ -568,6 +662,14 @@ pub fn expire(
 
 /// Cancels a run's pending gates (the run was cancelled or stopped).
 pub fn cancel_for_run(conn: &mut DbConn, run_id: i64, reason: &str) -> QueryResult<usize> {
+    let pending: Vec<i64> = approval_gates::table
+        .filter(approval_gates::run_id.eq(run_id))
+        .filter(approval_gates::status.eq("pending"))
+        .select(approval_gates::id)
+        .load(conn)?;
+    for id in pending {
+        notify::cancel_queued(conn, id, "the run ended")?;
+    }
     diesel::update(
         approval_gates::table
             .filter(approval_gates::run_id.eq(run_id))

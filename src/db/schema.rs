@@ -250,6 +250,7 @@ diesel::table! {
         deadline_at -> Timestamp,
         decided_at -> Nullable<Timestamp>,
         outcome_reason -> Nullable<Text>,
+        target -> Nullable<Text>,
     }
 }
 
@@ -289,6 +290,21 @@ diesel::table! {
         created_at -> Timestamp,
         next_attempt_at -> Nullable<Timestamp>,
         sent_at -> Nullable<Timestamp>,
+        gate_id -> Nullable<BigInt>,
+        user_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    approval_links (id) {
+        id -> BigInt,
+        gate_id -> BigInt,
+        user_id -> BigInt,
+        outbox_id -> Nullable<BigInt>,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
     }
 }
 
@@ -303,6 +319,10 @@ diesel::joinable!(step_runs -> playbook_runs (run_id));
 diesel::joinable!(approval_gates -> playbook_runs (run_id));
 diesel::joinable!(approval_decisions -> approval_gates (gate_id));
 diesel::joinable!(approval_decisions -> users (user_id));
+diesel::joinable!(approval_links -> approval_gates (gate_id));
+diesel::joinable!(approval_links -> users (user_id));
+diesel::joinable!(email_outbox -> approval_gates (gate_id));
+diesel::joinable!(email_outbox -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -325,4 +345,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     approval_decisions,
     playbook_schedules,
     email_outbox,
+    approval_links,
 );

@@ -205,9 +205,9 @@ impl From<ApprovalError> for ApiError {
         let message = err.to_string();
         match err {
             ApprovalError::NotFound(_) => ApiError::not_found(message),
-            ApprovalError::AlreadySettled { .. } | ApprovalError::AlreadyDecided(_) => {
-                ApiError::new(S::CONFLICT, "already_decided", message)
-            }
+            ApprovalError::AlreadySettled { .. }
+            | ApprovalError::AlreadyDecided(_)
+            | ApprovalError::LinkSpent => ApiError::new(S::CONFLICT, "already_decided", message),
             ApprovalError::NotAllowed(_) => ApiError::new(S::FORBIDDEN, "forbidden", message),
             ApprovalError::CommentRequired => {
                 ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid", message)

@@ -151,6 +151,22 @@ fn security_headers(hsts: bool) -> DefaultHeaders {
     }
 }
 
+/// The path as logged: the token of an approval link (`/approvals/1/link/<token>/...`)
+/// is a secret and never reaches the log.
+fn loggable_path(path: &str) -> String {
+    match path.split_once("/link/") {
+        Some((head, tail)) => {
+            let rest = tail.split_once('/').map_or("", |(_, r)| r);
+            if rest.is_empty() {
+                format!("{head}/link/<token>")
+            } else {
+                format!("{head}/link/<token>/{rest}")
+            }
+        }
+        None => path.to_string(),
+    }
+}
+
 /// Counts and times every request by route pattern, and logs it.
 async fn observe(
     req: ServiceRequest,
@@ -158,7 +174,7 @@ async fn observe(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().to_string();
-    let path = req.path().to_string();
+    let path = loggable_path(req.path());
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let response = next.call(req).await?;
     let elapsed = started.elapsed();
@@ -192,4 +208,22 @@ async fn observe(
         "request"
     );
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn approval_link_tokens_are_not_logged() {
+        assert_eq!(
+            loggable_path("/approvals/4/link/abcDEF_-123/approve"),
+            "/approvals/4/link/<token>/approve"
+        );
+        assert_eq!(
+            loggable_path("/approvals/4/link/abcDEF_-123"),
+            "/approvals/4/link/<token>"
+        );
+        assert_eq!(loggable_path("/api/v1/cases"), "/api/v1/cases");
+    }
 }

@@ -709,6 +709,20 @@ impl Driver {
             Err(e) => return self.fail_step(i, format!("approval.message: {e}")).await,
         };
         let timeout = gate_timeout(&approval.timeout);
+        // What the step would act on, for the approvers: its inputs, once per item.
+        let with = Value::Object(step.with.clone().into_iter().collect());
+        let mut target = match &self.steps[i].items {
+            Some(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|it| {
+                        expr::render_value(&with, &self.ctx(Some(it), None)).unwrap_or_default()
+                    })
+                    .collect(),
+            ),
+            None => expr::render_value(&with, ctx).unwrap_or_default(),
+        };
+        self.engine.executor.secrets().redact_json(&mut target);
         let t = now();
         let deadline = t + timeout;
         let req = GateRequest {
@@ -717,6 +731,7 @@ impl Driver {
             case_id: self.run.case_id,
             action: step.uses.clone(),
             message,
+            target,
             approvers: Approvers {
                 roles: approval.roles.clone(),
                 users: approval.users.clone(),

@@ -5,6 +5,7 @@ pub mod approvals;
 pub mod cases;
 pub mod ingest;
 pub mod me;
+pub mod outbox;
 pub mod runs;
 pub mod sources;
 pub mod thehive;
@@ -26,6 +27,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(alerts::routes)
         .configure(runs::routes)
         .configure(approvals::routes)
+        .configure(outbox::routes)
         .default_service(web::to(not_found));
 }
 

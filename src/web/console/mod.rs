@@ -1,8 +1,11 @@
 //! The server-rendered console. Templates and CSS come from `frontend/`, compiled into the
 //! binary, so cargo alone builds everything.
 
+pub mod approval_links;
+pub mod approvals;
 pub mod home;
 pub mod login;
+pub mod outbox;
 pub mod setup;
 
 use super::error::ApiError;
@@ -33,6 +36,22 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "message.html",
         include_str!("../../../frontend/templates/message.html"),
+    ),
+    (
+        "gate_details.html",
+        include_str!("../../../frontend/templates/gate_details.html"),
+    ),
+    (
+        "approvals.html",
+        include_str!("../../../frontend/templates/approvals.html"),
+    ),
+    (
+        "approval_link.html",
+        include_str!("../../../frontend/templates/approval_link.html"),
+    ),
+    (
+        "outbox.html",
+        include_str!("../../../frontend/templates/outbox.html"),
     ),
 ];
 
@@ -100,7 +119,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(stylesheet)
         .configure(home::routes)
         .configure(login::routes)
-        .configure(setup::routes);
+        .configure(setup::routes)
+        .configure(approvals::routes)
+        .configure(approval_links::routes)
+        .configure(outbox::routes);
 }
 
 #[get("/static/tocsin.css")]

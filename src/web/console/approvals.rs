@@ -1,0 +1,166 @@
+//! The approvals inbox of the signed-in user, and deciding from it.
+
+use crate::approvals::{self, notify, ApprovalError, Decider, Decision, Gate};
+use crate::auth::{AuthError, Permission};
+use crate::web::error::ApiError;
+use crate::web::extract::{origin, MaybeSession};
+use crate::web::AppState;
+use actix_web::http::{header, StatusCode};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+/// Registers the routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(inbox).service(decide);
+}
+
+/// A gate with what its page shows besides the gate itself.
+#[derive(Serialize)]
+pub struct GateItem {
+    pub gate: Gate,
+    pub target: Vec<String>,
+    pub case_title: Option<String>,
+    pub approvals: usize,
+}
+
+impl GateItem {
+    /// Adds the case title and the target lines to a gate.
+    pub fn new(gate: Gate, case_title: Option<String>) -> GateItem {
+        GateItem {
+            target: notify::describe_target(gate.target.as_ref()),
+            approvals: gate
+                .decisions
+                .iter()
+                .filter(|d| d.decision == "approve")
+                .count(),
+            case_title,
+            gate,
+        }
+    }
+}
+
+fn to_login(next: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/login?next={next}")))
+        .finish()
+}
+
+#[derive(Deserialize)]
+struct InboxQuery {
+    decided: Option<i64>,
+}
+
+#[get("/approvals")]
+async fn inbox(
+    state: web::Data<AppState>,
+    MaybeSession(session): MaybeSession,
+    query: web::Query<InboxQuery>,
+) -> HttpResponse {
+    let Some(session) = session else {
+        return to_login("/approvals");
+    };
+    let notice = query
+        .decided
+        .map(|id| format!("Your decision on request {id} was recorded."));
+    render_inbox(&state, session, StatusCode::OK, notice, None).await
+}
+
+async fn render_inbox(
+    state: &AppState,
+    session: crate::auth::sessions::ActiveSession,
+    status: StatusCode,
+    notice: Option<String>,
+    error: Option<String>,
+) -> HttpResponse {
+    let user = session.user.clone();
+    let items = state
+        .db
+        .read(move |conn| {
+            let gates = approvals::inbox(conn, user.id, &user.username, user.role)?;
+            gates
+                .into_iter()
+                .map(|g| {
+                    let title = notify::case_title(conn, g.case_id)?;
+                    Ok(GateItem::new(g, title))
+                })
+                .collect::<Result<Vec<_>, ApprovalError>>()
+        })
+        .await;
+    let items = match items {
+        Ok(items) => items,
+        Err(err) => return state.pages.error(&err.into()),
+    };
+    state.pages.render(
+        status,
+        "approvals.html",
+        minijinja::context! {
+            user => session.user,
+            csrf_token => session.csrf_token,
+            items => items,
+            notice => notice,
+            error => error,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct DecideForm {
+    csrf_token: String,
+    decision: Decision,
+    #[serde(default)]
+    comment: String,
+}
+
+#[post("/approvals/{id}/decide")]
+async fn decide(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    MaybeSession(session): MaybeSession,
+    path: web::Path<i64>,
+    form: web::Form<DecideForm>,
+) -> HttpResponse {
+    let Some(session) = session else {
+        return to_login("/approvals");
+    };
+    let form = form.into_inner();
+    if !crate::auth::secrets_equal(&form.csrf_token, &session.csrf_token) {
+        return state.pages.error(&ApiError::from(AuthError::Csrf));
+    }
+    if !session.user.role.allows(Permission::ApproveContainment) {
+        let err = AuthError::Forbidden {
+            role: session.user.role,
+            permission: Permission::ApproveContainment.name(),
+        };
+        return state.pages.error(&err.into());
+    }
+    let id = path.into_inner();
+    let o = origin(&req);
+    let who = Decider {
+        user_id: session.user.id,
+        username: session.user.username.clone(),
+        role: session.user.role,
+        actor: crate::audit::Actor::user(&session.user.username),
+        channel: "console".into(),
+        ip: o.ip,
+        user_agent: o.user_agent,
+    };
+    let result = state
+        .db
+        .write(move |conn| approvals::decide(conn, id, &who, form.decision, Some(&form.comment)))
+        .await;
+    match result {
+        Ok(_) => {
+            if let Some(engine) = &state.engine {
+                engine.wake();
+            }
+            HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, format!("/approvals?decided={id}")))
+                .finish()
+        }
+        Err(err) => {
+            let api = ApiError::from(err);
+            let message = format!("Request {id}: {}", api.message);
+            render_inbox(&state, session, api.status, None, Some(message)).await
+        }
+    }
+}
