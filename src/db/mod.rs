@@ -103,8 +103,7 @@ impl Manager {
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
-                     PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456; \
-                     PRAGMA wal_autocheckpoint = 10000;",
+                     PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456;",
                     self.busy_timeout_ms
                 ))?;
                 Ok(DbConn::Sqlite(conn))
