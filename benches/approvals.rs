@@ -122,29 +122,6 @@ fn endpoint() -> Result<(String, Arc<Mutex<Vec<NaiveDateTime>>>)> {
     Ok((base, hits))
 }
 
-fn add_user(db: &BenchDb, name: &str, role: &str, email: Option<&str>) -> Result<String> {
-    let mut cmd = db.tocsin();
-    cmd.args(["user", "add", name, "--role", role, "--password-stdin"]);
-    if let Some(e) = email {
-        cmd.args(["--email", e]);
-    }
-    cmd.stdin(std::process::Stdio::piped());
-    let mut child = cmd.spawn()?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(b"bench password 12345\n")?;
-    if !child.wait()?.success() {
-        bail!("user add {name} failed");
-    }
-    let out = db
-        .tocsin()
-        .args(["token", "create", "--user", name, "--name", "bench"])
-        .output()?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 fn run(args: &Args) -> Result<()> {
     if args.gates == 0 {
         bail!("--gates must be at least 1");
@@ -168,9 +145,9 @@ fn run(args: &Args) -> Result<()> {
     if !out.status.success() {
         bail!("migrate failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let starter = add_user(&db, "starter", "analyst", None)?;
+    let starter = db.add_user_with_token("starter", "analyst", None)?;
     // With an address, so each gate also queues an e-mail in its transaction.
-    let approver = add_user(&db, "approver", "responder", Some("approver@example.org"))?;
+    let approver = db.add_user_with_token("approver", "responder", Some("approver@example.org"))?;
     let handle = tocsin::db::Db::open(&tocsin::config::DatabaseConfig {
         url: db.url.clone(),
         pool_size: 2,

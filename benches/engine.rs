@@ -115,33 +115,7 @@ fn run(args: &Args) -> Result<()> {
         bail!("migrate failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let ingest_token = db.add_source("bench", "thehive", None)?;
-    let mut cmd = db.tocsin();
-    cmd.args([
-        "user",
-        "add",
-        "bench",
-        "--role",
-        "admin",
-        "--password-stdin",
-    ])
-    .stdin(std::process::Stdio::piped());
-    let mut child = cmd.spawn()?;
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .context("stdin")?
-            .write_all(b"bench password 12345\n")?;
-    }
-    if !child.wait()?.success() {
-        bail!("user add failed");
-    }
-    let out = db
-        .tocsin()
-        .args(["token", "create", "--user", "bench", "--name", "bench"])
-        .output()?;
-    let api_token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let api_token = db.add_user_with_token("bench", "admin", None)?;
 
     // The backlog, written before the server starts.
     let handle = tocsin::db::Db::open(&tocsin::config::DatabaseConfig {

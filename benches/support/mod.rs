@@ -74,6 +74,43 @@ impl BenchDb {
         cmd
     }
 
+    /// Creates a user with `tocsin user add` and returns a new API token of theirs.
+    pub fn add_user_with_token(
+        &self,
+        name: &str,
+        role: &str,
+        email: Option<&str>,
+    ) -> Result<String> {
+        use std::io::Write;
+        let mut cmd = self.tocsin();
+        cmd.args(["user", "add", name, "--role", role, "--password-stdin"]);
+        if let Some(e) = email {
+            cmd.args(["--email", e]);
+        }
+        cmd.stdin(Stdio::piped());
+        let mut child = cmd.spawn().context("running tocsin user add")?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(b"bench password 12345\n")?;
+        if !child.wait()?.success() {
+            bail!("tocsin user add {name} failed");
+        }
+        let out = self
+            .tocsin()
+            .args(["token", "create", "--user", name, "--name", "bench"])
+            .output()
+            .context("running tocsin token create")?;
+        if !out.status.success() {
+            bail!(
+                "tocsin token create failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
     /// Creates a source and returns its ingestion token.
     pub fn add_source(&self, name: &str, kind: &str, settings: Option<&Path>) -> Result<String> {
         let mut cmd = self.tocsin();
