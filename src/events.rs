@@ -86,9 +86,12 @@ impl Bus {
         self.inner.wanted.load(Ordering::Acquire) != 0
     }
 
-    /// Wakes the dispatcher after a commit that wrote events.
+    /// Wakes the dispatcher after a commit that may have written events; nothing when no
+    /// kind is listened to (a wake-up costs the dispatcher a query).
     pub fn wake(&self) {
-        self.inner.notify.notify_one();
+        if self.wants_any() {
+            self.inner.notify.notify_one();
+        }
     }
 
     /// Waits for [`Bus::wake`].

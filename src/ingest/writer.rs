@@ -113,10 +113,7 @@ async fn run(
         let events = bus.clone();
         let done =
             tokio::task::spawn_blocking(move || commit(&db, &config, &events, jobs, &stats)).await;
-        // Only when playbooks listen: otherwise the wake-up would cost a query per commit.
-        if bus.wants_any() {
-            bus.wake();
-        }
+        bus.wake();
         if let Err(err) = done {
             tracing::error!(error = %err, "ingestion commit task failed");
         }

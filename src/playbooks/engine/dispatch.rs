@@ -14,7 +14,6 @@ use crate::db::schema::playbook_schedules;
 use crate::db::{now, DbConn};
 use crate::events::{self, EventKind};
 use crate::playbooks::definition::{InputType, Playbook, TriggerKind};
-use crate::playbooks::expr::Condition;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde_json::{json, Map, Value};
@@ -262,7 +261,7 @@ pub async fn dispatch_events(engine: &Arc<Engine>, limit: i64) -> Result<usize, 
                                 continue;
                             }
                         };
-                        let holds = match &l.playbook.condition {
+                        let holds = match &l.condition {
                             None => true,
                             Some(cond) => {
                                 if ctx.is_none() {
@@ -272,7 +271,7 @@ pub async fn dispatch_events(engine: &Arc<Engine>, limit: i64) -> Result<usize, 
                                 if let Value::Object(m) = &mut c {
                                     m.insert("inputs".into(), inputs.clone());
                                 }
-                                match Condition::parse(cond).and_then(|p| p.eval(&c)) {
+                                match cond.as_ref().map_err(Clone::clone).and_then(|p| p.eval(&c)) {
                                     Ok(b) => b,
                                     Err(e) => {
                                         tracing::warn!(playbook = %l.playbook.id, error = %e, "trigger condition failed; not started");

@@ -70,21 +70,7 @@ pub async fn drive(engine: Arc<Engine>, run_id: i64) {
             let _ = engine
                 .db
                 .write(move |conn| {
-                    use crate::db::schema::playbook_runs;
-                    use diesel::prelude::*;
-                    diesel::update(
-                        playbook_runs::table
-                            .find(run_id)
-                            .filter(playbook_runs::lease_owner.eq(&owner)),
-                    )
-                    .set((
-                        playbook_runs::status.eq("waiting"),
-                        playbook_runs::wake_at.eq(retry_at),
-                        playbook_runs::lease_owner.eq(None::<String>),
-                        playbook_runs::lease_expires_at.eq(None::<NaiveDateTime>),
-                    ))
-                    .execute(conn)
-                    .map_err(EngineError::from)
+                    store::retry_later(conn, run_id, &owner, retry_at).map_err(EngineError::from)
                 })
                 .await;
         }

@@ -67,6 +67,24 @@ pub struct Loaded {
     pub playbook: Playbook,
     pub graph: Graph,
     pub hash: String,
+    /// The trigger condition, parsed once (the dispatcher checks it for every event).
+    pub condition:
+        Option<Result<crate::playbooks::expr::Condition, crate::playbooks::expr::ExprError>>,
+}
+
+impl Loaded {
+    /// A definition stored under `hash`, ready to run.
+    pub fn new(playbook: Playbook, hash: String) -> Loaded {
+        Loaded {
+            graph: Graph::new(&playbook),
+            condition: playbook
+                .condition
+                .as_deref()
+                .map(crate::playbooks::expr::Condition::parse),
+            hash,
+            playbook,
+        }
+    }
 }
 
 /// Settings the engine works with.
@@ -171,11 +189,7 @@ impl Engine {
         let mut playbooks = HashMap::new();
         let mut definitions = HashMap::new();
         for (pb, hash) in playbooks_list.into_iter().zip(hashes) {
-            let loaded = Arc::new(Loaded {
-                graph: Graph::new(&pb),
-                hash: hash.clone(),
-                playbook: pb,
-            });
+            let loaded = Arc::new(Loaded::new(pb, hash.clone()));
             definitions.insert(hash, loaded.clone());
             playbooks.insert(loaded.playbook.id.clone(), loaded);
         }
@@ -244,11 +258,7 @@ impl Engine {
             .db
             .read(move |conn| store::load_definition(conn, &h))
             .await?;
-        let loaded = Arc::new(Loaded {
-            graph: Graph::new(&pb),
-            hash: hash.to_string(),
-            playbook: pb,
-        });
+        let loaded = Arc::new(Loaded::new(pb, hash.to_string()));
         self.lock_definitions()
             .insert(hash.to_string(), loaded.clone());
         Ok(loaded)
@@ -303,19 +313,7 @@ impl Engine {
             // this process are stale: take its runs back at once rather than after expiry.
             let released = self
                 .db
-                .write(|conn| {
-                    use crate::db::schema::playbook_runs;
-                    use diesel::prelude::*;
-                    diesel::update(
-                        playbook_runs::table.filter(playbook_runs::lease_owner.is_not_null()),
-                    )
-                    .set((
-                        playbook_runs::lease_owner.eq(None::<String>),
-                        playbook_runs::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
-                    ))
-                    .execute(conn)
-                    .map_err(EngineError::from)
-                })
+                .write(|conn| store::release_all(conn).map_err(EngineError::from))
                 .await;
             match released {
                 Ok(0) => {}

@@ -418,6 +418,40 @@ pub fn park(
     Ok(n == 1)
 }
 
+/// Parks a run this process holds until `at`, whatever else happened: driving it failed
+/// (the database may be back by then).
+pub fn retry_later(
+    conn: &mut DbConn,
+    run_id: i64,
+    owner: &str,
+    at: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(
+        playbook_runs::table
+            .find(run_id)
+            .filter(playbook_runs::lease_owner.eq(owner)),
+    )
+    .set((
+        playbook_runs::status.eq("waiting"),
+        playbook_runs::wake_at.eq(at),
+        playbook_runs::lease_owner.eq(None::<String>),
+        playbook_runs::lease_expires_at.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Lets go of every run any process holds; returns how many. Only for SQLite, which one
+/// process owns: leases left by its previous life are stale.
+pub fn release_all(conn: &mut DbConn) -> QueryResult<usize> {
+    diesel::update(playbook_runs::table.filter(playbook_runs::lease_owner.is_not_null()))
+        .set((
+            playbook_runs::lease_owner.eq(None::<String>),
+            playbook_runs::lease_expires_at.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)
+}
+
 /// Lets go of a run without changing its status (shutdown, lost work).
 pub fn release(conn: &mut DbConn, run_id: i64, owner: &str) -> QueryResult<()> {
     diesel::update(

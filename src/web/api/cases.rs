@@ -113,9 +113,7 @@ async fn change(
         .db
         .write(move |conn| update::apply(conn, &config, &bus, &actor, id, change))
         .await?;
-    if state.bus.wants(crate::events::EventKind::CaseUpdated) {
-        state.bus.wake();
-    }
+    state.bus.wake();
     Ok(HttpResponse::Ok().json(case))
 }
 
@@ -166,9 +164,7 @@ async fn assign(
         .db
         .write(move |conn| update::assign(conn, &bus, &actor, id, assignee.as_deref()))
         .await?;
-    if state.bus.wants(crate::events::EventKind::CaseUpdated) {
-        state.bus.wake();
-    }
+    state.bus.wake();
     Ok(HttpResponse::Ok().json(case))
 }
 
