@@ -217,6 +217,14 @@ pub fn wait_until(
     Err(Failure::permanent("wait needs `duration` or `until`"))
 }
 
+/// A header or query value: strings as they are, anything else as JSON text.
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Calls an external action; the output is the integration action's mapped outputs, or
 /// for `http.request` / `notify.webhook` the response's status and body.
 pub async fn run_external(
@@ -247,24 +255,12 @@ pub async fn run_external(
             let mut req = http.request(method, url);
             if let Some(Value::Object(headers)) = input.get("headers") {
                 for (k, v) in headers {
-                    let v = match v {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    req = req.header(k.as_str(), v);
+                    req = req.header(k.as_str(), as_text(v));
                 }
             }
             if let Some(Value::Object(query)) = input.get("query") {
-                let pairs: Vec<(String, String)> = query
-                    .iter()
-                    .map(|(k, v)| {
-                        let v = match v {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        };
-                        (k.clone(), v)
-                    })
-                    .collect();
+                let pairs: Vec<(String, String)> =
+                    query.iter().map(|(k, v)| (k.clone(), as_text(v))).collect();
                 req = req.query(&pairs);
             }
             if let Some(key) = idempotency_key {
