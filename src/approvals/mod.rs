@@ -12,7 +12,7 @@ pub mod notify;
 use crate::audit::{self, Actor, AuditError, NewEvent};
 use crate::auth::{Permission, Role};
 use crate::db::schema::{approval_decisions, approval_gates, email_outbox, playbook_runs, users};
-use crate::db::{now, DbConn, DbError};
+use crate::db::{DbConn, DbError};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,8 @@ pub enum ApprovalError {
     CommentRequired,
     #[error("this approval link was used by another request at the same time")]
     LinkSpent,
+    #[error("the deadline of approval gate {0} has passed")]
+    DeadlinePassed(i64),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
@@ -218,10 +220,14 @@ pub struct GateRequest {
     pub deadline_at: NaiveDateTime,
 }
 
-/// Opens a gate in the caller's transaction, queues e-mail to its approvers and records
-/// `approval.requested`.
-pub fn open(conn: &mut DbConn, actor: &Actor, req: &GateRequest) -> Result<i64, ApprovalError> {
-    let t = now();
+/// Opens a gate at `t` in the caller's transaction, queues e-mail to its approvers and
+/// records `approval.requested`.
+pub fn open(
+    conn: &mut DbConn,
+    actor: &Actor,
+    req: &GateRequest,
+    t: NaiveDateTime,
+) -> Result<i64, ApprovalError> {
     let approvers = serde_json::to_string(&req.approvers).unwrap_or_else(|_| "{}".into());
     let required = i32::try_from(req.required.max(1)).unwrap_or(i32::MAX);
     let id: i64 = crate::on_backend!(conn, |c| diesel::insert_into(approval_gates::table)
@@ -243,7 +249,7 @@ pub fn open(conn: &mut DbConn, actor: &Actor, req: &GateRequest) -> Result<i64, 
         .returning(approval_gates::id)
         .get_result(c))?;
     let gate = get(conn, id)?;
-    let notified = notify::queue(conn, &gate)?;
+    let notified = notify::queue(conn, &gate, t)?;
     audit::append(
         conn,
         NewEvent::new(
@@ -425,15 +431,17 @@ pub struct Decider {
     pub user_agent: Option<String>,
 }
 
-/// Records a decision in the caller's transaction. A rejection settles the gate at once;
-/// approvals settle it when `required` distinct people have approved. Settling wakes the
-/// run. Returns the gate afterwards.
+/// Records a decision made at `t` in the caller's transaction. A rejection settles the
+/// gate at once; approvals settle it when `required` distinct people have approved.
+/// Settling wakes the run. A gate past its deadline takes no decision (the scheduler is
+/// about to apply `on_timeout`). Returns the gate afterwards.
 pub fn decide(
     conn: &mut DbConn,
     gate_id: i64,
     who: &Decider,
     decision: Decision,
     comment: Option<&str>,
+    t: NaiveDateTime,
 ) -> Result<Gate, ApprovalError> {
     let comment = comment.map(str::trim).filter(|c| !c.is_empty());
     if decision == Decision::Reject && comment.is_none() {
@@ -479,7 +487,9 @@ pub fn decide(
     if gate.decisions.iter().any(|d| d.user == who.username) {
         return Err(ApprovalError::AlreadyDecided(gate_id));
     }
-    let t = now();
+    if gate.deadline_at <= t {
+        return Err(ApprovalError::DeadlinePassed(gate_id));
+    }
     diesel::insert_into(approval_decisions::table)
         .values((
             approval_decisions::gate_id.eq(gate_id),
@@ -591,21 +601,22 @@ pub enum Expiry {
     Escalated(NaiveDateTime),
 }
 
-/// Applies a passed deadline to a pending gate, in the caller's transaction, as the
-/// playbook says: reject, approve, or (once) escalate to `escalate_to` until
-/// `escalation_deadline`. Returns `None` when the gate was settled meanwhile.
+/// Applies a passed deadline to a pending gate at `t`, in the caller's transaction, as
+/// the playbook says: reject, approve, or (once) escalate to `escalate_to` until
+/// `escalation_deadline`. Returns `None` when the gate was settled meanwhile, or its
+/// deadline has not passed at `t` (it moved: another process escalated it first).
 pub fn expire(
     conn: &mut DbConn,
     gate_id: i64,
     on_timeout: crate::playbooks::definition::OnTimeout,
     escalate_to: Option<(Approvers, NaiveDateTime)>,
+    t: NaiveDateTime,
 ) -> Result<Option<Expiry>, ApprovalError> {
     use crate::playbooks::definition::OnTimeout;
     let gate = get(conn, gate_id)?;
-    if gate.status != GateStatus::Pending {
+    if gate.status != GateStatus::Pending || gate.deadline_at > t {
         return Ok(None);
     }
-    let t = now();
     let actor = Actor::system("approvals");
     let outcome = match (on_timeout, escalate_to) {
         (OnTimeout::Escalate, Some((approvers, deadline))) if gate.escalation_level == 0 => {
@@ -618,10 +629,10 @@ pub fn expire(
                 ))
                 .execute(conn)?;
             // The first approvers' links stop working; the new approvers are e-mailed.
-            links::revoke_for_gate(conn, gate_id)?;
+            links::revoke_for_gate(conn, gate_id, t)?;
             notify::cancel_queued(conn, gate_id, "escalated before delivery")?;
             let escalated = get(conn, gate_id)?;
-            let notified = notify::queue(conn, &escalated)?;
+            let notified = notify::queue(conn, &escalated, t)?;
             audit::append(
                 conn,
                 NewEvent::new(
@@ -660,8 +671,13 @@ pub fn expire(
     Ok(Some(outcome))
 }
 
-/// Cancels a run's pending gates (the run was cancelled or stopped).
-pub fn cancel_for_run(conn: &mut DbConn, run_id: i64, reason: &str) -> QueryResult<usize> {
+/// Cancels a run's pending gates at `t` (the run was cancelled or stopped).
+pub fn cancel_for_run(
+    conn: &mut DbConn,
+    run_id: i64,
+    reason: &str,
+    t: NaiveDateTime,
+) -> QueryResult<usize> {
     let pending: Vec<i64> = approval_gates::table
         .filter(approval_gates::run_id.eq(run_id))
         .filter(approval_gates::status.eq("pending"))
@@ -677,7 +693,7 @@ pub fn cancel_for_run(conn: &mut DbConn, run_id: i64, reason: &str) -> QueryResu
     )
     .set((
         approval_gates::status.eq("cancelled"),
-        approval_gates::decided_at.eq(now()),
+        approval_gates::decided_at.eq(t),
         approval_gates::outcome_reason.eq(reason),
     ))
     .execute(conn)

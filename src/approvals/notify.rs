@@ -10,7 +10,7 @@
 use super::{ApprovalError, Gate};
 use crate::auth::Role;
 use crate::db::schema::{approval_decisions, cases, email_outbox, users};
-use crate::db::{now, DbConn};
+use crate::db::DbConn;
 use diesel::prelude::*;
 use minijinja::Environment;
 use serde::Serialize;
@@ -59,12 +59,15 @@ pub fn recipients(conn: &mut DbConn, gate: &Gate) -> Result<Vec<Recipient>, Appr
         .collect())
 }
 
-/// Queues one e-mail per recipient for `gate` in the caller's transaction; returns the
-/// usernames told.
-pub fn queue(conn: &mut DbConn, gate: &Gate) -> Result<Vec<String>, ApprovalError> {
+/// Queues one e-mail per recipient for `gate`, due at `t`, in the caller's transaction;
+/// returns the usernames told.
+pub fn queue(
+    conn: &mut DbConn,
+    gate: &Gate,
+    t: chrono::NaiveDateTime,
+) -> Result<Vec<String>, ApprovalError> {
     let to = recipients(conn, gate)?;
     let case_title = case_title(conn, gate.case_id)?;
-    let t = now();
     let mut told = Vec::with_capacity(to.len());
     for r in to {
         let mail = render(gate, case_title.as_deref(), &r.username, None);
@@ -262,8 +265,8 @@ mod tests {
             required: 1,
             requested_by: "trigger:case.created".into(),
             escalation_level: 0,
-            created_at: now(),
-            deadline_at: now(),
+            created_at: crate::db::now(),
+            deadline_at: crate::db::now(),
             decided_at: None,
             outcome_reason: None,
             decisions: vec![],

@@ -11,7 +11,8 @@ use crate::approvals::{self, links, notify, Decision, GateStatus};
 use crate::audit::{self, Actor, NewEvent};
 use crate::config::{EmailConfig, SmtpTls};
 use crate::db::schema::email_outbox;
-use crate::db::{now, Db, DbConn, DbError};
+use crate::clock::Clock;
+use crate::db::{Db, DbConn, DbError};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
@@ -68,6 +69,7 @@ pub struct Sender {
     public_url: String,
     from: Mailbox,
     transport: AsyncSmtpTransport<Tokio1Executor>,
+    clock: Clock,
 }
 
 impl Sender {
@@ -77,6 +79,7 @@ impl Sender {
         db: Db,
         config: EmailConfig,
         public_url: String,
+        clock: Clock,
     ) -> Result<Option<Arc<Sender>>, SendError> {
         if config.host.trim().is_empty() {
             return Ok(None);
@@ -108,6 +111,7 @@ impl Sender {
             from,
             transport: builder.build(),
             config,
+            clock,
         })))
     }
 
@@ -137,14 +141,19 @@ impl Sender {
     pub async fn round(&self) -> Result<usize, SendError> {
         let lease = Duration::from_secs(u64::from(self.config.timeout_seconds.max(1)) + 60);
         let base = self.public_url.clone();
-        let jobs = self.db.write(move |conn| claim(conn, &base, lease)).await?;
+        let t = self.clock.now();
+        let jobs = self
+            .db
+            .write(move |conn| claim(conn, &base, lease, t))
+            .await?;
         let n = jobs.len();
         for job in jobs {
             let result = self.send(&job).await;
             let max = i32::try_from(self.config.max_attempts).unwrap_or(i32::MAX);
             let retry = self.config.retry_seconds;
+            let t = self.clock.now();
             self.db
-                .write(move |conn| record(conn, &job, result, max, retry))
+                .write(move |conn| record(conn, &job, result, (max, retry), t))
                 .await?;
         }
         Ok(n)
@@ -225,8 +234,12 @@ type Row = (
     Option<i64>,
 );
 
-fn claim(conn: &mut DbConn, base: &str, lease: Duration) -> Result<Vec<Job>, SendError> {
-    let t = now();
+fn claim(
+    conn: &mut DbConn,
+    base: &str,
+    lease: Duration,
+    t: NaiveDateTime,
+) -> Result<Vec<Job>, SendError> {
     let due = email_outbox::next_attempt_at
         .is_null()
         .or(email_outbox::next_attempt_at.le(t));
@@ -315,7 +328,7 @@ fn claim(conn: &mut DbConn, base: &str, lease: Duration) -> Result<Vec<Job>, Sen
                     .execute(conn)?;
                 continue;
             };
-            let token = links::mint(conn, gate_id, user_id, Some(id))?;
+            let token = links::mint(conn, gate_id, user_id, Some(id), t)?;
             let urls = notify::Links {
                 approve: links::url(base, gate_id, &token, Decision::Approve),
                 reject: links::url(base, gate_id, &token, Decision::Reject),
@@ -340,14 +353,15 @@ fn backoff(retry_seconds: u32, attempts: i32) -> chrono::Duration {
     chrono::Duration::seconds(i64::try_from(secs).unwrap_or(3600))
 }
 
+/// Records the outcome of one attempt at `t`; `(max_attempts, retry_seconds)` decide
+/// whether and when it is tried again.
 fn record(
     conn: &mut DbConn,
     job: &Job,
     result: Result<(), Failure>,
-    max_attempts: i32,
-    retry_seconds: u32,
+    (max_attempts, retry_seconds): (i32, u32),
+    t: NaiveDateTime,
 ) -> Result<(), SendError> {
-    let t = now();
     let actor = Actor::system("email");
     let (action_ok, action_failed, target) = match job.gate_id {
         Some(g) => (
@@ -395,7 +409,7 @@ fn record(
                 ))
                 .execute(conn)?;
             // The links in an undelivered e-mail must not work should it surface later.
-            links::revoke_for_outbox(conn, job.id)?;
+            links::revoke_for_outbox(conn, job.id, t)?;
             audit::append(
                 conn,
                 NewEvent::new(

@@ -39,6 +39,8 @@ pub struct AppState {
     pub bus: Bus,
     /// The playbook engine, when it runs in this process.
     pub engine: Option<Arc<Engine>>,
+    /// The time deadlines are measured by (link expiry, decisions).
+    pub clock: crate::clock::Clock,
 }
 
 impl AppState {
@@ -66,6 +68,7 @@ impl AppState {
             writer,
             bus,
             engine: None,
+            clock: crate::clock::Clock::system(),
             sources,
             public_url: config.public_base_url(bound),
             db,

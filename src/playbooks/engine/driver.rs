@@ -13,7 +13,7 @@ use super::{Engine, EngineError, Loaded};
 use crate::approvals::{self, Approvers, GateRequest, GateStatus};
 use crate::audit::{self, Actor, NewEvent};
 use crate::cases::query;
-use crate::db::{now, DbConn};
+use crate::db::DbConn;
 use crate::playbooks::definition::{OnFailure, Step};
 use crate::playbooks::expr::{self, Condition, Template};
 use chrono::NaiveDateTime;
@@ -41,11 +41,12 @@ pub async fn drive(engine: Arc<Engine>, run_id: i64) {
             tracing::error!(run = run_id, error = %e, "the run cannot go on; failing it");
             let message = e.to_string();
             let actor = Actor::system("engine");
+            let t = engine.now();
             let failed = engine
                 .batcher
                 .write(move |conn| {
                     store::finish(conn, run_id, RunStatus::Failed, Some(&message))?;
-                    approvals::cancel_for_run(conn, run_id, "the run failed")?;
+                    approvals::cancel_for_run(conn, run_id, "the run failed", t)?;
                     audit::append(
                         conn,
                         NewEvent::new(
@@ -66,7 +67,7 @@ pub async fn drive(engine: Arc<Engine>, run_id: i64) {
             // Let go so it is tried again shortly (the database may be back by then).
             tracing::error!(run = run_id, error = %e, "driving the run failed; will retry");
             let owner = engine.owner.clone();
-            let retry_at = now() + chrono::Duration::seconds(5);
+            let retry_at = engine.now() + chrono::Duration::seconds(5);
             let _ = engine
                 .db
                 .write(move |conn| {
@@ -500,7 +501,7 @@ impl Driver {
                 if safe {
                     tracing::info!(run = self.run.id, step = %step.id, "repeating a call interrupted by a restart (idempotent)");
                     self.steps[i].units[k].status = StepStatus::Retrying;
-                    self.steps[i].units[k].next_attempt_at = Some(now());
+                    self.steps[i].units[k].next_attempt_at = Some(self.engine.now());
                 } else {
                     let failure = Failure::permanent(
                         "interrupted: the process stopped while this call was in flight; it was not \
@@ -560,7 +561,7 @@ impl Driver {
     /// Starts what can start and finishes what is due. Returns whether anything changed.
     async fn advance(&mut self) -> Result<bool, EngineError> {
         let mut progressed = false;
-        let t = now();
+        let t = self.engine.now();
         for i in 0..self.steps.len() {
             match self.steps[i].status {
                 StepStatus::Pending => {
@@ -709,7 +710,7 @@ impl Driver {
             None => expr::render_value(&with, ctx).unwrap_or_default(),
         };
         self.engine.executor.secrets().redact_json(&mut target);
-        let t = now();
+        let t = self.engine.now();
         let deadline = t + timeout;
         let req = GateRequest {
             run_id: self.run.id,
@@ -736,7 +737,7 @@ impl Driver {
         let step_id = step.id.clone();
         let gate_id = self
             .commit(move |conn| {
-                let id = approvals::open(conn, &actor, &req)?;
+                let id = approvals::open(conn, &actor, &req, t)?;
                 store::write_step(conn, run_id, &step_id, -1, &write)?;
                 Ok(id)
             })
@@ -770,6 +771,7 @@ impl Driver {
         };
         self.steps[i].gate_id = Some(gate.id);
         self.steps[i].gate_deadline = Some(gate.deadline_at);
+        let now = self.engine.now();
         match gate.status {
             GateStatus::Approved => {
                 if !self.may_start() {
@@ -810,7 +812,7 @@ impl Driver {
                 .await?;
                 Ok(true)
             }
-            GateStatus::Pending if gate.deadline_at <= now() => {
+            GateStatus::Pending if gate.deadline_at <= now => {
                 let approval = self.step(i).approval.clone();
                 let Some(approval) = approval else {
                     return Ok(false);
@@ -828,12 +830,14 @@ impl Driver {
                             roles: e.roles.clone(),
                             users: e.users.clone(),
                         },
-                        now() + timeout,
+                        now + timeout,
                     )
                 });
                 let gate_id = gate.id;
                 self.commit(move |conn| {
-                    Ok(approvals::expire(conn, gate_id, on_timeout, escalate)?)
+                    Ok(approvals::expire(
+                        conn, gate_id, on_timeout, escalate, now,
+                    )?)
                 })
                 .await?;
                 self.steps[i].gate_dirty = true;
@@ -845,7 +849,7 @@ impl Driver {
 
     /// Creates the units of a step and starts them.
     async fn begin_units(&mut self, i: usize) -> Result<(), EngineError> {
-        let t = now();
+        let t = self.engine.now();
         let s = &mut self.steps[i];
         s.status = StepStatus::Running;
         s.started_at.get_or_insert(t);
@@ -924,7 +928,7 @@ impl Driver {
             .and_then(Value::as_str)
             .map(str::to_string);
         let kind = actions::kind_of(&step.uses, method.as_deref(), &self.engine.executor);
-        let t = now();
+        let t = self.engine.now();
         {
             let u = &mut self.steps[i].units[k];
             u.input = Some(input.clone());
@@ -945,6 +949,7 @@ impl Driver {
                 let origin = format!("{}#{}", self.run.playbook_id, self.run.id);
                 let uses = step.uses.clone();
                 let redact = self.engine.executor.clone();
+                let clock = self.engine.clock.clone();
                 let finished = self
                     .commit(move |conn| {
                         let ictx = InternalCtx {
@@ -964,7 +969,7 @@ impl Driver {
                             .and_then(|r| r)
                         };
                         let step = &loaded.playbook.steps[i];
-                        let done = finish_unit(step, &ctx, unit, result, now(), &redact);
+                        let done = finish_unit(step, &ctx, unit, result, clock.now(), &redact);
                         record_unit(conn, run_id, &step.id, &done, &actor)?;
                         Ok(done)
                     })
@@ -1169,7 +1174,7 @@ impl Driver {
             &ctx,
             unit,
             result,
-            now(),
+            self.engine.now(),
             &self.engine.executor,
         );
         let run_id = self.run.id;
@@ -1234,7 +1239,7 @@ impl Driver {
         output: Value,
         error: Option<String>,
     ) -> Result<(), EngineError> {
-        let t = now();
+        let t = self.engine.now();
         let s = &mut self.steps[i];
         s.status = status;
         s.output = output;
@@ -1323,7 +1328,7 @@ impl Driver {
                 if skipped.is_empty() {
                     return Ok(());
                 }
-                let t = now();
+                let t = self.engine.now();
                 let mut writes = Vec::new();
                 for &s in &skipped {
                     let st = &mut self.steps[s];
@@ -1350,7 +1355,8 @@ impl Driver {
 
     /// Ends the run: succeeded, failed, or cancelled.
     async fn finish(&mut self) -> Result<(), EngineError> {
-        let t = now();
+        let t = self.engine.now();
+        let ended_at = t;
         let (status, error) = match &self.stop {
             Some(Stop::Cancelled) => (RunStatus::Cancelled, None),
             Some(Stop::Failed(e)) => (RunStatus::Failed, Some(e.clone())),
@@ -1417,7 +1423,7 @@ impl Driver {
                 let output = json!({ "run_id": run_id, "status": status, "steps": outputs });
                 store::settle_parent(conn, parent, step_status, &output, err.as_deref())?;
             }
-            approvals::cancel_for_run(conn, run_id, "the run ended")?;
+            approvals::cancel_for_run(conn, run_id, "the run ended", ended_at)?;
             store::finish(conn, run_id, status, error.as_deref())?;
             audit::append(
                 conn,

@@ -18,7 +18,8 @@ pub mod view;
 use crate::approvals::ApprovalError;
 use crate::audit::AuditError;
 use crate::config::{CasesConfig, EngineConfig};
-use crate::db::{now, Backend, Db, DbError};
+use crate::clock::Clock;
+use crate::db::{Backend, Db, DbError};
 use crate::events::Bus;
 use crate::integrations::executor::Executor;
 use crate::playbooks::definition::Playbook;
@@ -140,6 +141,8 @@ pub struct Engine {
     stopping: std::sync::atomic::AtomicBool,
     /// Runs this process is driving now.
     active: Mutex<HashSet<i64>>,
+    /// The time timers, deadlines and leases are measured by.
+    pub(crate) clock: Clock,
 }
 
 impl std::fmt::Debug for Engine {
@@ -161,6 +164,7 @@ impl Engine {
         library: &Library,
         executor: Executor,
         stats: crate::metrics::EngineStats,
+        clock: Clock,
     ) -> Result<Arc<Engine>, EngineError> {
         let mut playbooks_list: Vec<Playbook> =
             library.playbooks.values().map(|(p, _)| p.clone()).collect();
@@ -225,6 +229,7 @@ impl Engine {
             slots,
             active: Mutex::new(HashSet::new()),
             settings,
+            clock,
         }))
     }
 
@@ -301,9 +306,14 @@ impl Engine {
         self.runnable.notify_one();
     }
 
+    /// The current time by the engine's clock.
+    pub(crate) fn now(&self) -> chrono::NaiveDateTime {
+        self.clock.now()
+    }
+
     /// The end of a lease taken or renewed now.
     pub(crate) fn lease_until(&self) -> chrono::NaiveDateTime {
-        now() + self.settings.lease
+        self.now() + self.settings.lease
     }
 
     /// Claims runnable runs and drives each on its own task, within the concurrency limit.
@@ -374,7 +384,7 @@ impl Engine {
     }
 
     async fn claim(self: &Arc<Self>, limit: usize) -> Result<Vec<i64>, EngineError> {
-        let at = now();
+        let at = self.now();
         let candidates = self
             .db
             .read(move |conn| {
@@ -419,7 +429,10 @@ impl Engine {
             .read(|conn| store::next_wake(conn).map_err(EngineError::from))
             .await;
         match next {
-            Ok(Some(t)) => (t - now()).to_std().unwrap_or(Duration::ZERO).min(max),
+            Ok(Some(t)) => (t - self.now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(max),
             _ => max,
         }
     }

@@ -69,10 +69,11 @@ async fn decide(
         user_agent: o.user_agent,
     };
     let body = body.into_inner();
+    let t = state.clock.now();
     let gate = state
         .db
         .write(move |conn| {
-            approvals::decide(conn, id, &who, body.decision, body.comment.as_deref())
+            approvals::decide(conn, id, &who, body.decision, body.comment.as_deref(), t)
         })
         .await?;
     if let Some(engine) = &state.engine {

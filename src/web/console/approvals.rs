@@ -144,9 +144,12 @@ async fn decide(
         ip: o.ip,
         user_agent: o.user_agent,
     };
+    let t = state.clock.now();
     let result = state
         .db
-        .write(move |conn| approvals::decide(conn, id, &who, form.decision, Some(&form.comment)))
+        .write(move |conn| {
+            approvals::decide(conn, id, &who, form.decision, Some(&form.comment), t)
+        })
         .await;
     match result {
         Ok(_) => {
