@@ -4,21 +4,17 @@
 //! they call take `now` as an argument, so nothing below them reads the system time.
 //!
 //! Production reads the system clock. For tests, `TOCSIN_TEST_CLOCK_FILE` names a file
-//! holding an offset (`90m`, `2h 30s`, `0`) added to the system time, re-read as it
-//! changes, so a test can move a running server's time forward and watch a one-hour
+//! holding an offset (`90m`, `2h 30s`, `0`) added to the system time, read at every
+//! look, so a test can move a running server's time forward and watch a one-hour
 //! deadline pass at once. It is off unless that variable is set, and `serve` logs a
 //! warning whenever it is.
 
 use chrono::NaiveDateTime;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// The environment variable that shifts the clock (tests only).
 pub const TEST_CLOCK_ENV: &str = "TOCSIN_TEST_CLOCK_FILE";
-
-/// How long a read offset is trusted before the file is read again.
-const REREAD: Duration = Duration::from_millis(20);
 
 /// A source of the current time, cheap to clone.
 #[derive(Clone, Debug)]
@@ -27,10 +23,12 @@ pub struct Clock(Arc<Source>);
 #[derive(Debug)]
 enum Source {
     System,
-    /// System time plus the offset written in a file.
+    /// System time plus the offset written in a file, read at every look (tests only,
+    /// so a time a test has just moved is seen by the very next request); the last good
+    /// offset is kept for a file caught half-written.
     Shifted {
         path: PathBuf,
-        cached: Mutex<Option<(Instant, chrono::Duration)>>,
+        last: Mutex<chrono::Duration>,
     },
 }
 
@@ -50,7 +48,7 @@ impl Clock {
     pub fn shifted_by_file(path: &Path) -> Clock {
         Clock(Arc::new(Source::Shifted {
             path: path.to_path_buf(),
-            cached: Mutex::new(None),
+            last: Mutex::new(chrono::Duration::zero()),
         }))
     }
 
@@ -76,27 +74,22 @@ impl Clock {
     pub fn offset(&self) -> chrono::Duration {
         match &*self.0 {
             Source::System => chrono::Duration::zero(),
-            Source::Shifted { path, cached } => {
-                let mut cached = cached.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some((at, offset)) = *cached {
-                    if at.elapsed() < REREAD {
-                        return offset;
+            Source::Shifted { path, last } => {
+                let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+                let read = match std::fs::read_to_string(path) {
+                    Ok(text) => parse_offset(&text),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        Ok(chrono::Duration::zero())
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                match read {
+                    Ok(offset) => *last = offset,
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "unreadable clock offset; keeping the previous one");
                     }
                 }
-                let previous = cached.map(|(_, o)| o).unwrap_or_else(chrono::Duration::zero);
-                let offset = match std::fs::read_to_string(path) {
-                    Ok(text) => parse_offset(&text).unwrap_or_else(|e| {
-                        tracing::warn!(file = %path.display(), error = %e, "unreadable clock offset; keeping the previous one");
-                        previous
-                    }),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => chrono::Duration::zero(),
-                    Err(e) => {
-                        tracing::warn!(file = %path.display(), error = %e, "cannot read the clock offset file");
-                        previous
-                    }
-                };
-                *cached = Some((Instant::now(), offset));
-                offset
+                *last
             }
         }
     }
@@ -132,12 +125,10 @@ mod tests {
         assert!(c.is_shifted());
         assert_eq!(c.offset(), chrono::Duration::zero(), "missing file: no shift");
         std::fs::write(&file, "90m\n").unwrap();
-        std::thread::sleep(REREAD * 2);
         assert_eq!(c.offset(), chrono::Duration::minutes(90));
         let ahead = c.now() - crate::db::now();
         assert!(ahead > chrono::Duration::minutes(89), "{ahead}");
         std::fs::write(&file, "not a duration").unwrap();
-        std::thread::sleep(REREAD * 2);
         assert_eq!(c.offset(), chrono::Duration::minutes(90), "kept on a bad value");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -9,7 +9,7 @@ mod common;
 
 use common::smtp::SmtpSink;
 use common::stub::Stub;
-use common::{browser, form_value, login, Server, TestDb};
+use common::{browser, form_value, login, Server, TestClock, TestDb};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -94,8 +94,16 @@ impl Env {
     }
 
     fn restart(&mut self) {
+        self.restart_with(&[]);
+    }
+
+    /// Kills the server and starts it again with `more` variables on top of the first
+    /// start's (a later value wins).
+    fn restart_with(&mut self, more: &[(&str, &str)]) {
         self.server.kill();
-        self.server = start(&self.db, &self.extra);
+        let mut env = self.extra.clone();
+        env.extend(more.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self.server = start(&self.db, &env);
     }
 
     fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
@@ -895,7 +903,309 @@ fn notify_email_rows_are_delivered_by_the_sender(db: TestDb) {
     );
 }
 
+// ---------------------------------------------------------------------------------------
+// Deadlines on a moved clock: the server's scheduler reads a clock the test shifts
+// forward (`TOCSIN_TEST_CLOCK_FILE`), so hour-long deadlines pass at once and nothing
+// here depends on how fast the machine is.
+
+/// An environment whose server runs on `clock`, with `extra` variables.
+fn on_clock(
+    db: TestDb,
+    clock: &TestClock,
+    playbooks: &[(&str, &str)],
+    extra: &[(&str, &str)],
+) -> Env {
+    let (k, v) = clock.env();
+    let mut all = vec![(k.as_str(), v.as_str())];
+    all.extend_from_slice(extra);
+    Env::with_env(db, playbooks, Some(SmtpSink::start()), &all)
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+const MINUTE: Duration = Duration::from_secs(60);
+
+const ESCALATE_THEN_REJECT: &str = r#"
+id: escalate-then-reject
+version: 1
+trigger: { on: manual }
+steps:
+  - id: wipe
+    uses: http.request
+    with: { method: DELETE, url: STUB/wipe }
+    approval:
+      users: [rex]
+      timeout: 1h
+      on_timeout: escalate
+      escalate_to: { users: [rae], timeout: 30m }
+      message: Wipe the mailbox?
+"#;
+
+fn escalation_after_the_deadline_then_final_reject(db: TestDb) {
+    let clock = TestClock::new(&db);
+    let env = on_clock(db, &clock, &[("escalate-then-reject", ESCALATE_THEN_REJECT)], &[]);
+    let id = env.start("escalate-then-reject");
+    let gate = env.gate(id);
+    let gid = gate["id"].as_i64().unwrap();
+    let rex_link = env.sink().wait_for("rex@example.org", 1)[0].link("approve");
+    assert_eq!(gate["escalation_level"], 0);
+
+    // Past the first deadline: rae is asked, with a new deadline half an hour on.
+    clock.advance(HOUR + MINUTE);
+    let gate = env.wait_gate(gid, "escalation", |g| g["escalation_level"] == 1);
+    assert_eq!(gate["status"], "pending");
+    assert_eq!(gate["approvers"]["users"], json!(["rae"]));
+    let first: chrono::DateTime<chrono::Utc> = gate["created_at"].as_str().unwrap().parse().unwrap();
+    let second: chrono::DateTime<chrono::Utc> = gate["deadline_at"].as_str().unwrap().parse().unwrap();
+    let after = (second - first).num_minutes();
+    assert!((90..=92).contains(&after), "new deadline {after} min after the request");
+    let rae_mail = env.sink().wait_for("rae@example.org", 1);
+    assert!(rae_mail[0].header("Subject").unwrap().contains("escalated"));
+    // rex's link is withdrawn, and he is no longer an approver.
+    let page = open(&browser(), &rex_link);
+    assert_eq!(page.status, 410, "{}", page.body);
+    let rex = env.db.token("rex");
+    let (status, body) = env.post(
+        &rex,
+        &format!("/api/v1/approvals/{gid}/decision"),
+        json!({ "decision": "approve" }),
+    );
+    assert_eq!(status, 403, "{body}");
+
+    // Past the second deadline: nobody decided, the gate times out and the step is
+    // rejected; the run goes on without the call.
+    clock.advance(31 * MINUTE);
+    let run = env.finished(id);
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(step(&run, "wipe")["status"], "rejected");
+    assert_eq!(env.stub.hits("/wipe"), 0);
+    let gate = env.gate_by_id(gid);
+    assert_eq!(gate["status"], "timed_out");
+    assert_eq!(gate["outcome_reason"], "nobody decided before the deadline");
+    let page = open(&browser(), &rae_mail[0].link("approve"));
+    assert_eq!(page.status, 409, "{}", page.body);
+    assert_eq!(env.db.audit_with_action("approval.escalated").len(), 1);
+    let timed_out = env.db.audit_with_action("approval.timed_out");
+    assert_eq!(timed_out.len(), 1);
+    assert_eq!(timed_out[0]["details"]["outcome"], "timed_out");
+    env.db.run_ok(&["audit", "verify"]);
+}
+
+const FOUR_EYES_HOUR: &str = r#"
+id: four-eyes-hour
+version: 1
+trigger: { on: manual }
+steps:
+  - id: isolate
+    uses: http.request
+    with: { method: POST, url: STUB/isolate }
+    approval:
+      roles: [responder]
+      required: 2
+      timeout: 1h
+      message: Isolate the host?
+"#;
+
+fn four_eyes_needs_both_approvals_before_the_deadline(db: TestDb) {
+    let clock = TestClock::new(&db);
+    let env = on_clock(db, &clock, &[("four-eyes-hour", FOUR_EYES_HOUR)], &[]);
+    // Two approvals, 40 minutes apart, both in time: the step runs once.
+    let id = env.start("four-eyes-hour");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    let rex = env.db.token("rex");
+    let rae = env.db.token("rae");
+    let path = format!("/api/v1/approvals/{gid}/decision");
+    let (status, gate) = env.post(&rex, &path, json!({ "decision": "approve" }));
+    assert_eq!(status, 200, "{gate}");
+    assert_eq!(gate["status"], "pending");
+    // The same approver twice does not make two.
+    let (status, _) = env.post(&rex, &path, json!({ "decision": "approve" }));
+    assert_eq!(status, 409);
+    clock.advance(40 * MINUTE);
+    let (status, gate) = env.post(&rae, &path, json!({ "decision": "approve" }));
+    assert_eq!(status, 200, "{gate}");
+    assert_eq!(gate["status"], "approved");
+    let run = env.finished(id);
+    assert_eq!(step(&run, "isolate")["status"], "succeeded");
+    assert_eq!(env.stub.hits("/isolate"), 1);
+
+    // One approval, then the deadline: the single approval does not run the step.
+    let id = env.start("four-eyes-hour");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    let path = format!("/api/v1/approvals/{gid}/decision");
+    let (status, _) = env.post(&rex, &path, json!({ "decision": "approve" }));
+    assert_eq!(status, 200);
+    clock.advance(HOUR + MINUTE);
+    let run = env.finished(id);
+    assert_eq!(step(&run, "isolate")["status"], "rejected");
+    let gate = env.gate_by_id(gid);
+    assert_eq!(gate["status"], "timed_out");
+    assert_eq!(gate["decisions"].as_array().unwrap().len(), 1);
+    // A decision after the gate settled is refused.
+    let (status, body) = env.post(&rae, &path, json!({ "decision": "approve" }));
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(env.stub.hits("/isolate"), 1, "still only the first run's call");
+}
+
+const APPROVE_ON_TIMEOUT: &str = r#"
+id: approve-on-timeout
+version: 1
+trigger: { on: manual }
+steps:
+  - id: block
+    uses: http.request
+    with: { method: POST, url: STUB/block }
+    approval:
+      roles: [responder]
+      timeout: 1h
+      on_timeout: escalate
+      escalate_to: { users: [rae], timeout: 30m, on_timeout: approve }
+      message: Block it?
+"#;
+
+fn approve_on_timeout_only_where_configuration_allows_it(db: TestDb) {
+    // Without the policy the playbook is refused when it loads.
+    let dir = db.dir.path().join("policy-check");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("approve-on-timeout.yaml");
+    std::fs::write(&file, APPROVE_ON_TIMEOUT.replace("STUB", "http://127.0.0.1:9")).unwrap();
+    let out = db
+        .tocsin()
+        .args(["playbook", "validate", file.to_str().unwrap()])
+        .env("TOCSIN_PLAYBOOKS_DIR", &dir)
+        .env("TOCSIN_PLAYBOOKS_INTEGRATIONS_DIR", &dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string()
+        + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("allow_approve_on_timeout is off"), "{text}");
+
+    // With it: escalated, then approved by policy when the escalated deadline passes.
+    let allow = db.dir.path().join("allow.toml");
+    std::fs::write(&allow, "[playbooks]\nallow_approve_on_timeout = true\n").unwrap();
+    let allow = allow.display().to_string();
+    let clock = TestClock::new(&db);
+    let mut env = on_clock(
+        db,
+        &clock,
+        &[("approve-on-timeout", APPROVE_ON_TIMEOUT)],
+        &[("TOCSIN_CONFIG", allow.as_str())],
+    );
+    let id = env.start("approve-on-timeout");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    clock.advance(HOUR + MINUTE);
+    env.wait_gate(gid, "escalation", |g| g["escalation_level"] == 1);
+    clock.advance(31 * MINUTE);
+    let run = env.finished(id);
+    assert_eq!(step(&run, "block")["status"], "succeeded", "{run:#}");
+    assert_eq!(env.stub.hits("/block"), 1);
+    let gate = env.gate_by_id(gid);
+    assert_eq!(gate["status"], "approved");
+    assert_eq!(gate["outcome_reason"], "approved on timeout (policy)");
+    assert!(gate["decisions"].as_array().unwrap().is_empty());
+
+    // A run that started under the policy, on a server restarted without it (and without
+    // the playbook file): its deadline rejects instead.
+    let id = env.start("approve-on-timeout");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    std::fs::remove_file(env.db.dir.path().join("playbooks/approve-on-timeout.yaml")).unwrap();
+    let none = env.db.dir.path().join("empty.toml");
+    std::fs::write(&none, "").unwrap();
+    let none = none.display().to_string();
+    env.restart_with(&[("TOCSIN_CONFIG", none.as_str())]);
+    clock.advance(HOUR + MINUTE);
+    env.wait_gate(gid, "escalation", |g| g["escalation_level"] == 1);
+    clock.advance(31 * MINUTE);
+    let run = env.finished(id);
+    assert_eq!(step(&run, "block")["status"], "rejected", "{run:#}");
+    assert_eq!(env.gate_by_id(gid)["status"], "timed_out");
+    assert_eq!(env.stub.hits("/block"), 1, "only the first run's call");
+}
+
+fn a_deadline_passing_while_the_server_is_down_fires_once_after_restart(db: TestDb) {
+    let clock = TestClock::new(&db);
+    let mut env = on_clock(db, &clock, &[("escalate-then-reject", ESCALATE_THEN_REJECT)], &[]);
+    let id = env.start("escalate-then-reject");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    env.sink().wait_for("rex@example.org", 1);
+    // Down while the first deadline passes; the restarted server escalates, once.
+    env.server.kill();
+    clock.advance(2 * HOUR);
+    env.restart();
+    env.wait_gate(gid, "escalation", |g| g["escalation_level"] == 1);
+    env.sink().wait_for("rae@example.org", 1);
+    // Restarted again before the second deadline: no second escalation, no second e-mail.
+    env.restart();
+    env.wait_gate(gid, "still escalated once", |g| {
+        g["escalation_level"] == 1 && g["status"] == "pending"
+    });
+    // Down again while the second deadline passes: it times out once.
+    env.server.kill();
+    clock.advance(HOUR);
+    env.restart();
+    let run = env.finished(id);
+    assert_eq!(step(&run, "wipe")["status"], "rejected");
+    assert_eq!(env.gate_by_id(gid)["status"], "timed_out");
+    assert_eq!(env.db.audit_with_action("approval.escalated").len(), 1);
+    assert_eq!(env.db.audit_with_action("approval.timed_out").len(), 1);
+    assert_eq!(env.sink().to("rae@example.org").len(), 1);
+    assert_eq!(env.stub.hits("/wipe"), 0);
+    env.db.run_ok(&["audit", "verify"]);
+}
+
+fn an_expired_link_is_refused_and_decides_nothing(db: TestDb) {
+    let clock = TestClock::new(&db);
+    let mut env = on_clock(db, &clock, &[("gated", GATED)], &[]);
+    let id = env.start("gated");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    let link = env.sink().wait_for("rex@example.org", 1)[0].link("approve");
+    env.wait_gate(gid, "sent", |g| {
+        g["notifications"]
+            .as_array()
+            .is_some_and(|n| n.iter().all(|x| x["status"] == "sent"))
+    });
+    // The page opened before the deadline, the form sent after it.
+    let client = browser();
+    let old_base = env.server.base.clone();
+    // Without the engine nothing applies the deadline, so the link itself must refuse.
+    env.restart_with(&[("TOCSIN_ENGINE_ENABLED", "false")]);
+    let link = link.replace(&old_base, &env.server.base);
+    let page = open(&client, &link);
+    assert_eq!(page.status, 200, "{}", page.body);
+    clock.advance(2 * HOUR);
+    let late = submit(&client, &link, &page.body, "");
+    assert_eq!(late.status, 410, "{}", late.body);
+    assert!(late.body.contains("expired"), "{}", late.body);
+    let again = open(&browser(), &link);
+    assert_eq!(again.status, 410, "{}", again.body);
+    let rae = env.db.token("rae");
+    let (status, body) = env.post(
+        &rae,
+        &format!("/api/v1/approvals/{gid}/decision"),
+        json!({ "decision": "approve" }),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "deadline_passed", "{body}");
+    let gate = env.gate_by_id(gid);
+    assert_eq!(gate["status"], "pending");
+    assert!(gate["decisions"].as_array().unwrap().is_empty());
+    let views = env.db.audit_with_action("approval.link_viewed");
+    assert!(views.iter().any(|v| v["details"]["outcome"] == "expired"), "{views:#?}");
+    let refused = env.db.audit_with_action("approval.link_refused");
+    assert!(refused.iter().any(|v| v["details"]["reason"] == "expired"), "{refused:#?}");
+    // With the engine back, the deadline applies: the step is rejected, never run.
+    env.restart();
+    let run = env.finished(id);
+    assert_eq!(step(&run, "block")["status"], "rejected");
+    assert_eq!(env.stub.hits("/block"), 0);
+}
+
 both_backends!(
+    escalation_after_the_deadline_then_final_reject,
+    four_eyes_needs_both_approvals_before_the_deadline,
+    approve_on_timeout_only_where_configuration_allows_it,
+    a_deadline_passing_while_the_server_is_down_fires_once_after_restart,
+    an_expired_link_is_refused_and_decides_nothing,
     two_concurrent_posts_of_one_link_decide_once,
     notify_email_rows_are_delivered_by_the_sender,
     email_links_decide_only_after_confirmation_and_only_once,

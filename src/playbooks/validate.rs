@@ -500,6 +500,14 @@ fn check_step(
                 if e.roles.is_empty() && e.users.is_empty() {
                     c.at(line, format!("step {id:?}: escalate_to needs `roles` or `users`"));
                 }
+                if e.roles.iter().any(|r| *r < Role::Responder) {
+                    c.at(line, format!("step {id:?}: escalate_to roles must be responder or admin"));
+                }
+                match e.on_timeout {
+                    OnTimeout::Escalate => c.at(line, format!("step {id:?}: escalate_to.on_timeout must be reject or approve (one escalation)")),
+                    OnTimeout::Approve if !catalog.policy.allow_approve_on_timeout => c.at(line, format!("step {id:?}: escalate_to.on_timeout approve is refused: playbooks.allow_approve_on_timeout is off")),
+                    _ => {}
+                }
             }
             (OnTimeout::Approve, _) if !catalog.policy.allow_approve_on_timeout => {
                 c.at(line, format!("step {id:?}: on_timeout approve is refused: playbooks.allow_approve_on_timeout is off"))

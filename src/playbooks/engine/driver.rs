@@ -817,11 +817,18 @@ impl Driver {
                 let Some(approval) = approval else {
                     return Ok(false);
                 };
-                let mut on_timeout = approval.on_timeout;
-                if on_timeout == crate::playbooks::definition::OnTimeout::Approve
-                    && !self.engine.settings.allow_approve_on_timeout
-                {
-                    on_timeout = crate::playbooks::definition::OnTimeout::Reject;
+                use crate::playbooks::definition::OnTimeout;
+                // The first deadline follows `on_timeout`; the escalated one follows
+                // `escalate_to.on_timeout`.
+                let mut on_timeout = match (gate.escalation_level, &approval.escalate_to) {
+                    (0, _) => approval.on_timeout,
+                    (_, Some(e)) => e.on_timeout,
+                    (_, None) => OnTimeout::Reject,
+                };
+                // Policy is read now, not when the run started: a deployment that turned
+                // approve-on-timeout off gets rejections from then on.
+                if on_timeout == OnTimeout::Approve && !self.engine.settings.allow_approve_on_timeout {
+                    on_timeout = OnTimeout::Reject;
                 }
                 let escalate = approval.escalate_to.as_ref().map(|e| {
                     let timeout = gate_timeout(&e.timeout);
