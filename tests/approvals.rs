@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::smtp::SmtpSink;
+use common::smtp::{Security, SmtpSink, TestCa};
 use common::stub::Stub;
 use common::{browser, form_value, login, Server, TestClock, TestDb};
 use serde_json::{json, Value};
@@ -1200,7 +1200,126 @@ fn an_expired_link_is_refused_and_decides_nothing(db: TestDb) {
     assert_eq!(env.stub.hits("/block"), 0);
 }
 
+// ---------------------------------------------------------------------------------------
+// SMTP over TLS, and permanent refusals
+
+/// Runs a gated playbook against a TLS sink trusting `ca` through `email.ca_file`; the
+/// e-mail arrives over TLS and its link decides.
+fn delivers_over(db: TestDb, security: Security) {
+    let ca = TestCa::new();
+    let ca_file = db.dir.path().join("relay-ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    let ca_file = ca_file.display().to_string();
+    let env = Env::with_env(
+        db,
+        &[("gated", GATED)],
+        Some(SmtpSink::start_tls(security, &ca)),
+        &[("TOCSIN_SMTP_CA_FILE", ca_file.as_str())],
+    );
+    let id = env.start("gated");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    let mail = env.sink().wait_for("rex@example.org", 1);
+    assert!(mail[0].tls, "delivered without TLS");
+    assert!(env.sink().messages().iter().all(|m| m.tls));
+    assert_eq!(env.sink().failed_handshakes(), 0);
+    env.wait_gate(gid, "3 sent", |g| {
+        g["notifications"]
+            .as_array()
+            .is_some_and(|n| n.len() == 3 && n.iter().all(|x| x["status"] == "sent"))
+    });
+    let done = confirm(&browser(), &mail[0].link("approve"), "");
+    assert_eq!(done.status, 200, "{}", done.body);
+    env.finished(id);
+    assert_eq!(env.stub.hits("/block"), 1);
+}
+
+fn starttls_delivers_to_a_relay_with_a_private_ca(db: TestDb) {
+    delivers_over(db, Security::StartTls);
+}
+
+fn implicit_tls_delivers_to_a_relay_with_a_private_ca(db: TestDb) {
+    delivers_over(db, Security::Implicit);
+}
+
+fn an_untrusted_relay_certificate_is_refused_retried_and_audited(db: TestDb) {
+    // The relay's CA is not configured: the handshake fails and nothing is sent.
+    let ca = TestCa::new();
+    let env = Env::new(
+        db,
+        &[("gated", GATED)],
+        Some(SmtpSink::start_tls(Security::StartTls, &ca)),
+    );
+    let id = env.start("gated");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    let gate = env.wait_gate(gid, "failed attempts", |g| {
+        g["notifications"].as_array().is_some_and(|n| {
+            n.len() == 3 && n.iter().all(|x| x["attempts"].as_i64().unwrap_or(0) >= 2)
+        })
+    });
+    for n in gate["notifications"].as_array().unwrap() {
+        assert_ne!(n["status"], "sent", "{n:#}");
+        assert_ne!(n["status"], "failed", "a certificate problem is retried: {n:#}");
+        let err = n["last_error"].as_str().unwrap_or_default();
+        assert!(err.contains("certificate"), "{n:#}");
+    }
+    assert!(env.sink().messages().is_empty());
+    assert!(env.sink().failed_handshakes() >= 6);
+    let failed = env.db.audit_with_action("approval.notification_failed");
+    assert!(failed.len() >= 6, "{failed:#?}");
+    assert!(failed.iter().all(|f| f["details"]["will_retry"] == true
+        && f["details"]["permanent"] == false));
+    let (_, outbox) = env.get(&env.ada, "/api/v1/outbox");
+    assert!(outbox["emails"].as_array().unwrap().iter().all(|e| e["last_error"]
+        .as_str()
+        .is_some_and(|x| x.contains("certificate"))));
+    assert_eq!(env.gate_by_id(gid)["status"], "pending");
+}
+
+fn a_permanent_smtp_refusal_fails_at_once(db: TestDb) {
+    let sink = SmtpSink::start();
+    sink.unknown_mailbox("rex@example.org");
+    let env = Env::new(db, &[("gated", GATED)], Some(sink));
+    let id = env.start("gated");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    // The others are delivered; rex's e-mail fails after one attempt.
+    env.sink().wait_for("rae@example.org", 1);
+    let gate = env.wait_gate(gid, "rex failed, the others sent", |g| {
+        g["notifications"].as_array().is_some_and(|n| {
+            n.len() == 3
+                && n.iter().all(|x| {
+                    (x["user"] == "rex" && x["status"] == "failed")
+                        || (x["user"] != "rex" && x["status"] == "sent")
+                })
+        })
+    });
+    let rex = gate["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["user"] == "rex")
+        .unwrap()
+        .clone();
+    assert_eq!(rex["attempts"], 1, "{rex:#}");
+    assert!(rex["last_error"].as_str().unwrap().contains("550"), "{rex:#}");
+    let (_, outbox) = env.get(&env.ada, "/api/v1/outbox?status=failed");
+    let failed_rows = outbox["emails"].as_array().unwrap();
+    assert_eq!(failed_rows.len(), 1, "{outbox:#}");
+    assert_eq!(failed_rows[0]["recipients"], "rex@example.org");
+    let failed = env.db.audit_with_action("approval.notification_failed");
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0]["details"]["approver"], "rex");
+    assert_eq!(failed[0]["details"]["permanent"], true);
+    assert_eq!(failed[0]["details"]["will_retry"], false);
+    assert!(env.sink().to("rex@example.org").is_empty());
+    // The gate still waits for the others.
+    assert_eq!(gate["status"], "pending");
+}
+
 both_backends!(
+    starttls_delivers_to_a_relay_with_a_private_ca,
+    implicit_tls_delivers_to_a_relay_with_a_private_ca,
+    an_untrusted_relay_certificate_is_refused_retried_and_audited,
+    a_permanent_smtp_refusal_fails_at_once,
     escalation_after_the_deadline_then_final_reject,
     four_eyes_needs_both_approvals_before_the_deadline,
     approve_on_timeout_only_where_configuration_allows_it,

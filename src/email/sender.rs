@@ -17,6 +17,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::json;
 use std::sync::Arc;
@@ -89,12 +90,11 @@ impl Sender {
             .parse()
             .map_err(|e| SendError::Config(format!("email.from: {e}")))?;
         let host = config.host.trim();
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host);
         let builder = match config.tls {
-            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-                .map_err(|e| SendError::Config(format!("email.host: {e}")))?,
-            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
-                .map_err(|e| SendError::Config(format!("email.host: {e}")))?,
+            SmtpTls::None => builder,
+            SmtpTls::Starttls => builder.tls(Tls::Required(tls_parameters(&config, host)?)),
+            SmtpTls::Tls => builder.tls(Tls::Wrapper(tls_parameters(&config, host)?)),
         };
         let mut builder = builder
             .port(config.effective_port())
@@ -166,9 +166,12 @@ impl Sender {
         })?;
         match self.transport.send(message).await {
             Ok(_) => Ok(()),
+            // A 5xx reply (unknown mailbox, refused sender, message rejected) is the
+            // relay's final word: retrying sends the same thing and gets the same answer.
+            // Everything else (4xx, connection, TLS, timeout) may pass and is retried.
             Err(err) => Err(Failure {
                 message: describe(&err),
-                permanent: false,
+                permanent: err.is_permanent(),
             }),
         }
     }
@@ -201,6 +204,24 @@ impl Sender {
         };
         built.map_err(|e| format!("cannot build the message: {e}"))
     }
+}
+
+/// TLS settings for the relay `host`: the webpki roots, plus the certificates in
+/// `email.ca_file` (a relay with a private CA).
+fn tls_parameters(config: &EmailConfig, host: &str) -> Result<TlsParameters, SendError> {
+    let mut builder = TlsParameters::builder(host.to_string());
+    if let Some(path) = &config.ca_file {
+        let bad = |why: String| SendError::Config(format!("email.ca_file {}: {why}", path.display()));
+        let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+            return Err(bad("no PEM certificate in it".into()));
+        }
+        let cert = Certificate::from_pem(&pem).map_err(|e| bad(e.to_string()))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder
+        .build_rustls()
+        .map_err(|e| SendError::Config(format!("email.tls: {e}")))
 }
 
 /// A failed delivery attempt.
@@ -422,6 +443,7 @@ fn record(
                         "approver": job.user,
                         "attempt": job.attempts,
                         "error": failure.message,
+                        "permanent": failure.permanent,
                         "will_retry": !give_up,
                         "next_attempt_at": next.map(|n| crate::db::utc::format(&n)),
                     }),
