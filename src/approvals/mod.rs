@@ -56,6 +56,8 @@ pub enum GateStatus {
     Rejected,
     TimedOut,
     Cancelled,
+    /// An acknowledgement gate that someone (or the vendor) acknowledged.
+    Acknowledged,
 }
 
 impl GateStatus {
@@ -67,11 +69,21 @@ impl GateStatus {
             GateStatus::Rejected => "rejected",
             GateStatus::TimedOut => "timed_out",
             GateStatus::Cancelled => "cancelled",
+            GateStatus::Acknowledged => "acknowledged",
         }
     }
 
-    fn parse(s: &str) -> GateStatus {
+    /// The name stored in the database (an acknowledgement is stored as `approved`).
+    fn stored(self) -> &'static str {
+        match self {
+            GateStatus::Acknowledged => "approved",
+            other => other.as_str(),
+        }
+    }
+
+    fn parse(s: &str, kind: GateKind) -> GateStatus {
         match s {
+            "approved" if kind == GateKind::Acknowledgement => GateStatus::Acknowledged,
             "approved" => GateStatus::Approved,
             "rejected" => GateStatus::Rejected,
             "timed_out" => GateStatus::TimedOut,
@@ -87,6 +99,42 @@ impl std::fmt::Display for GateStatus {
     }
 }
 
+/// What a gate waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateKind {
+    /// Approvers allow (or refuse) a containment step before it runs.
+    Approval,
+    /// Someone acknowledges (an on-call page, say); nobody doing so in time is the
+    /// playbook's cue to escalate.
+    Acknowledgement,
+}
+
+impl GateKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateKind::Approval => "approval",
+            GateKind::Acknowledgement => "acknowledgement",
+        }
+    }
+
+    fn parse(s: &str) -> GateKind {
+        match s {
+            "acknowledgement" => GateKind::Acknowledgement,
+            _ => GateKind::Approval,
+        }
+    }
+
+    /// What deciding on a gate of this kind takes: approving containment, or working cases.
+    pub fn permission(self) -> Permission {
+        match self {
+            GateKind::Approval => Permission::ApproveContainment,
+            GateKind::Acknowledgement => Permission::WorkCases,
+        }
+    }
+}
+
 /// Who may decide.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approvers {
@@ -99,10 +147,11 @@ pub struct Approvers {
 }
 
 impl Approvers {
-    /// Whether a user with `username` and `role` may decide. Approving containment needs
-    /// the responder role whatever the gate lists.
-    pub fn admits(&self, username: &str, role: Role) -> bool {
-        role.allows(Permission::ApproveContainment)
+    /// Whether a user with `username` and `role` may decide on a gate of `kind`. Approving
+    /// containment needs the responder role, acknowledging the analyst role, whatever the
+    /// gate lists.
+    pub fn admits(&self, kind: GateKind, username: &str, role: Role) -> bool {
+        role.allows(kind.permission())
             && (self.roles.iter().any(|r| role >= *r) || self.users.iter().any(|u| u == username))
     }
 }
@@ -111,6 +160,8 @@ impl Approvers {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
+    /// On an acknowledgement gate, acknowledges (`acknowledge` is accepted too).
+    #[serde(alias = "acknowledge")]
     Approve,
     Reject,
 }
@@ -155,6 +206,7 @@ pub struct NotificationView {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Gate {
     pub id: i64,
+    pub kind: GateKind,
     pub run_id: i64,
     pub step_id: String,
     pub case_id: Option<i64>,
@@ -202,11 +254,13 @@ struct GateRow {
     decided_at: Option<NaiveDateTime>,
     outcome_reason: Option<String>,
     target: Option<String>,
+    kind: String,
 }
 
 /// What the engine asks for when a step reaches its gate.
 #[derive(Debug, Clone)]
 pub struct GateRequest {
+    pub kind: GateKind,
     pub run_id: i64,
     pub step_id: String,
     pub case_id: Option<i64>,
@@ -245,6 +299,7 @@ pub fn open(
             approval_gates::created_at.eq(t),
             approval_gates::deadline_at.eq(req.deadline_at),
             approval_gates::target.eq(serde_json::to_string(&req.target).ok()),
+            approval_gates::kind.eq(req.kind.as_str()),
         ))
         .returning(approval_gates::id)
         .get_result(c))?;
@@ -257,6 +312,7 @@ pub fn open(
             "approval.requested",
             format!("approval:{id}"),
             json!({
+                "kind": req.kind,
                 "run_id": req.run_id,
                 "step": req.step_id,
                 "case_id": req.case_id,
@@ -347,8 +403,19 @@ fn hydrate(conn: &mut DbConn, rows: Vec<GateRow>) -> Result<Vec<Gate>, ApprovalE
     }
     Ok(rows
         .into_iter()
-        .map(|r| Gate {
-            decisions: decisions.remove(&r.id).unwrap_or_default(),
+        .map(|r| {
+            let kind = GateKind::parse(&r.kind);
+            let mut decisions = decisions.remove(&r.id).unwrap_or_default();
+            if kind == GateKind::Acknowledgement {
+                for d in &mut decisions {
+                    d.decision = "acknowledge".into();
+                }
+            }
+            (kind, decisions, r)
+        })
+        .map(|(kind, decisions, r)| Gate {
+            kind,
+            decisions,
             notifications: notifications.remove(&r.id).unwrap_or_default(),
             target: r
                 .target
@@ -359,7 +426,7 @@ fn hydrate(conn: &mut DbConn, rows: Vec<GateRow>) -> Result<Vec<Gate>, ApprovalE
             step_id: r.step_id,
             case_id: r.case_id,
             action: r.action,
-            status: GateStatus::parse(&r.status),
+            status: GateStatus::parse(&r.status, kind),
             message: r.message,
             approvers: serde_json::from_str(&r.approvers).unwrap_or_default(),
             required: r.required,
@@ -414,7 +481,7 @@ pub fn inbox(
         .load(conn)?;
     Ok(gates
         .into_iter()
-        .filter(|g| g.approvers.admits(username, role) && !decided.contains(&g.id))
+        .filter(|g| g.approvers.admits(g.kind, username, role) && !decided.contains(&g.id))
         .collect())
 }
 
@@ -471,14 +538,24 @@ pub fn decide(
             status: gate.status,
         });
     }
-    if !gate.approvers.admits(&who.username, who.role) {
+    if !gate.approvers.admits(gate.kind, &who.username, who.role) {
         return Err(ApprovalError::NotAllowed(format!(
             "{} may not decide on approval gate {gate_id}: it needs {}",
             who.username,
             describe(&gate.approvers)
         )));
     }
-    if decision == Decision::Approve && gate.requested_by == format!("user:{}", who.username) {
+    let ack = gate.kind == GateKind::Acknowledgement;
+    if ack && decision == Decision::Reject {
+        return Err(ApprovalError::NotAllowed(format!(
+            "approval gate {gate_id} asks for an acknowledgement, which cannot be rejected; \
+             it escalates when nobody acknowledges in time"
+        )));
+    }
+    if !ack
+        && decision == Decision::Approve
+        && gate.requested_by == format!("user:{}", who.username)
+    {
         return Err(ApprovalError::NotAllowed(format!(
             "{} started this run and cannot approve its own containment step",
             who.username
@@ -508,6 +585,7 @@ pub fn decide(
         .filter(|d| d.decision == "approve")
         .count();
     let settled = match decision {
+        Decision::Approve if ack => Some(GateStatus::Acknowledged),
         Decision::Reject => Some(GateStatus::Rejected),
         Decision::Approve if approvals >= usize::try_from(gate.required).unwrap_or(1) => {
             Some(GateStatus::Approved)
@@ -521,9 +599,10 @@ pub fn decide(
             "approval.decided",
             format!("approval:{gate_id}"),
             json!({
+                "kind": gate.kind,
                 "run_id": gate.run_id,
                 "step": gate.step_id,
-                "decision": decision,
+                "decision": if ack { "acknowledge" } else { decision.as_str() },
                 "comment": comment,
                 "channel": who.channel,
                 "ip": who.ip,
@@ -561,7 +640,7 @@ fn settle(
 ) -> Result<(), ApprovalError> {
     diesel::update(approval_gates::table.find(gate_id))
         .set((
-            approval_gates::status.eq(status.as_str()),
+            approval_gates::status.eq(status.stored()),
             approval_gates::decided_at.eq(t),
             approval_gates::outcome_reason.eq(reason),
         ))
@@ -656,6 +735,9 @@ pub fn expire(
     };
     let (status, reason) = match outcome {
         Expiry::Approved => (GateStatus::Approved, "approved on timeout (policy)"),
+        _ if gate.kind == GateKind::Acknowledgement => {
+            (GateStatus::TimedOut, "nobody acknowledged before the deadline")
+        }
         _ => (GateStatus::TimedOut, "nobody decided before the deadline"),
     };
     settle(conn, gate_id, gate.run_id, status, Some(reason), t)?;
@@ -665,10 +747,49 @@ pub fn expire(
             &actor,
             "approval.timed_out",
             format!("approval:{gate_id}"),
-            json!({ "run_id": gate.run_id, "step": gate.step_id, "outcome": status }),
+            json!({ "kind": gate.kind, "run_id": gate.run_id, "step": gate.step_id, "outcome": status }),
         ),
     )?;
     Ok(Some(outcome))
+}
+
+/// Settles a pending acknowledgement gate at `t` because the vendor reports the matter
+/// acknowledged (`via` names the check, `detail` is what it returned); wakes the run and
+/// records `approval.acknowledged`. Returns whether the gate was still pending.
+pub fn acknowledged_by_vendor(
+    conn: &mut DbConn,
+    gate_id: i64,
+    via: &str,
+    detail: &serde_json::Value,
+    t: NaiveDateTime,
+) -> Result<bool, ApprovalError> {
+    let gate = get(conn, gate_id)?;
+    if gate.status != GateStatus::Pending || gate.kind != GateKind::Acknowledgement {
+        return Ok(false);
+    }
+    // The run row first, then the gate: the engine's lock order.
+    diesel::update(playbook_runs::table.find(gate.run_id))
+        .set(playbook_runs::signal.eq(playbook_runs::signal))
+        .execute(conn)?;
+    let reason = format!("acknowledged in {via}");
+    settle(
+        conn,
+        gate_id,
+        gate.run_id,
+        GateStatus::Acknowledged,
+        Some(&reason),
+        t,
+    )?;
+    audit::append(
+        conn,
+        NewEvent::new(
+            &Actor::system("approvals"),
+            "approval.acknowledged",
+            format!("approval:{gate_id}"),
+            json!({ "run_id": gate.run_id, "step": gate.step_id, "via": via, "detail": detail }),
+        ),
+    )?;
+    Ok(true)
 }
 
 /// Cancels a run's pending gates at `t` (the run was cancelled or stopped).
@@ -709,16 +830,26 @@ mod tests {
             roles: vec![Role::Responder],
             users: vec!["carol".into()],
         };
-        assert!(a.admits("bob", Role::Responder));
-        assert!(a.admits("root", Role::Admin));
-        assert!(!a.admits("ann", Role::Analyst));
+        let k = GateKind::Approval;
+        assert!(a.admits(k, "bob", Role::Responder));
+        assert!(a.admits(k, "root", Role::Admin));
+        assert!(!a.admits(k, "ann", Role::Analyst));
         // A named user still needs the right to approve containment.
-        assert!(!a.admits("carol", Role::Analyst));
-        assert!(a.admits("carol", Role::Responder));
+        assert!(!a.admits(k, "carol", Role::Analyst));
+        assert!(a.admits(k, "carol", Role::Responder));
         let admins = Approvers {
             roles: vec![Role::Admin],
             users: vec![],
         };
-        assert!(!admins.admits("bob", Role::Responder));
+        assert!(!admins.admits(k, "bob", Role::Responder));
+        // Acknowledging needs only the analyst role.
+        let analysts = Approvers {
+            roles: vec![Role::Analyst],
+            users: vec!["vic".into()],
+        };
+        let ack = GateKind::Acknowledgement;
+        assert!(analysts.admits(ack, "ann", Role::Analyst));
+        assert!(analysts.admits(ack, "rex", Role::Responder));
+        assert!(!analysts.admits(ack, "vic", Role::Viewer));
     }
 }

@@ -336,7 +336,10 @@ fn claim(
                 .first(conn)
                 .optional()?;
             let admitted = user.as_ref().is_some_and(|(name, role, disabled)| {
-                disabled.is_none() && role.parse().is_ok_and(|r| gate.approvers.admits(name, r))
+                disabled.is_none()
+                    && role
+                        .parse()
+                        .is_ok_and(|r| gate.approvers.admits(gate.kind, name, r))
             });
             let Some((username, _, _)) = user.filter(|_| admitted) else {
                 // Escalated away from this approver, or the account was disabled since.

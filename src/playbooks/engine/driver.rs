@@ -10,7 +10,8 @@
 use super::actions::{self, Failure, InternalCtx, Kind};
 use super::store::{self, Fence, RunStatus, StepRow, StepStatus, StepWrite};
 use super::{Engine, EngineError, Loaded};
-use crate::approvals::{self, Approvers, GateRequest, GateStatus};
+use super::ack;
+use crate::approvals::{self, Approvers, GateKind, GateRequest, GateStatus};
 use crate::audit::{self, Actor, NewEvent};
 use crate::cases::query;
 use crate::db::DbConn;
@@ -166,6 +167,9 @@ struct StepState {
     /// The gate must be read again (on load, or after a wake-up).
     gate_dirty: bool,
     gate_deadline: Option<NaiveDateTime>,
+    /// When an acknowledgement step next asks the vendor (`check`), kept in the step
+    /// row's `next_attempt_at` so wake-ups and restarts do not ask more often.
+    ack_check_at: Option<NaiveDateTime>,
     started_at: Option<NaiveDateTime>,
     finished_at: Option<NaiveDateTime>,
 }
@@ -181,6 +185,7 @@ impl StepState {
             gate_id: None,
             gate_dirty: false,
             gate_deadline: None,
+            ack_check_at: None,
             started_at: None,
             finished_at: None,
         }
@@ -200,7 +205,7 @@ impl StepState {
             child_run_id: None,
             started_at: self.started_at,
             finished_at: self.finished_at,
-            next_attempt_at: None,
+            next_attempt_at: self.ack_check_at,
         }
     }
 }
@@ -268,6 +273,10 @@ impl Driver {
                 }
                 if s.status == StepStatus::WaitingApproval {
                     s.gate_dirty = true;
+                    if pb.steps[i].uses == ack::BUILTIN && pb.steps[i].with.contains_key("check")
+                    {
+                        s.ack_check_at = Some(row.next_attempt_at.unwrap_or_else(|| engine.now()));
+                    }
                 }
             } else {
                 s.units.push(Unit::from_row(row));
@@ -575,6 +584,13 @@ impl Driver {
                     if self.steps[i].gate_dirty || due {
                         progressed |= self.check_gate(i).await?;
                     }
+                    let s = &self.steps[i];
+                    if s.status == StepStatus::WaitingApproval
+                        && s.ack_check_at.is_some_and(|c| c <= t)
+                        && self.may_start()
+                    {
+                        progressed |= self.check_vendor(i).await?;
+                    }
                 }
                 s if s.is_terminal() => {}
                 _ => {
@@ -644,7 +660,8 @@ impl Driver {
             .steps
             .iter()
             .filter(|s| s.status == StepStatus::WaitingApproval)
-            .filter_map(|s| s.gate_deadline);
+            .flat_map(|s| [s.gate_deadline, s.ack_check_at])
+            .flatten();
         units.chain(gates).min()
     }
 
@@ -677,6 +694,9 @@ impl Driver {
                 .await;
         }
         self.steps[i].items = items;
+        if step.uses == ack::BUILTIN {
+            return self.open_ack(i, &ctx).await;
+        }
         if step.approval.is_some()
             && !(step.waive_approval && self.engine.settings.allow_approval_waivers)
         {
@@ -711,8 +731,8 @@ impl Driver {
         };
         self.engine.executor.secrets().redact_json(&mut target);
         let t = self.engine.now();
-        let deadline = t + timeout;
         let req = GateRequest {
+            kind: GateKind::Approval,
             run_id: self.run.id,
             step_id: step.id.clone(),
             case_id: self.run.case_id,
@@ -725,8 +745,53 @@ impl Driver {
             },
             required: approval.required,
             requested_by: self.run.requested_by.clone(),
-            deadline_at: deadline,
+            deadline_at: t + timeout,
         };
+        self.wait_on_gate(i, req, t).await
+    }
+
+    /// The rendered inputs of acknowledgement step `i`.
+    fn ack_spec(&self, i: usize, ctx: &Value) -> Result<ack::Spec, String> {
+        let with = Value::Object(self.step(i).with.clone().into_iter().collect());
+        expr::render_value(&with, ctx)
+            .map_err(|e| format!("with.{e}"))
+            .and_then(|v| ack::Spec::parse(&v))
+    }
+
+    /// Opens the acknowledgement gate of step `i` and waits on it.
+    async fn open_ack(&mut self, i: usize, ctx: &Value) -> Result<(), EngineError> {
+        let spec = match self.ack_spec(i, ctx) {
+            Ok(s) => s,
+            Err(e) => return self.fail_step(i, e).await,
+        };
+        let t = self.engine.now();
+        let req = GateRequest {
+            kind: GateKind::Acknowledgement,
+            run_id: self.run.id,
+            step_id: self.step(i).id.clone(),
+            case_id: self.run.case_id,
+            action: ack::BUILTIN.into(),
+            message: spec.message,
+            target: Value::Null,
+            approvers: spec.approvers,
+            required: 1,
+            requested_by: self.run.requested_by.clone(),
+            deadline_at: t + spec.timeout,
+        };
+        // The vendor is asked at once, then every `every`.
+        self.steps[i].ack_check_at = spec.check.is_some().then_some(t);
+        self.wait_on_gate(i, req, t).await
+    }
+
+    /// Opens the gate `req` for step `i` at `t` and parks the step on it.
+    async fn wait_on_gate(
+        &mut self,
+        i: usize,
+        req: GateRequest,
+        t: NaiveDateTime,
+    ) -> Result<(), EngineError> {
+        let step = self.step(i).clone();
+        let deadline = req.deadline_at;
         let s = &mut self.steps[i];
         s.status = StepStatus::WaitingApproval;
         s.started_at = Some(t);
@@ -772,7 +837,64 @@ impl Driver {
         self.steps[i].gate_id = Some(gate.id);
         self.steps[i].gate_deadline = Some(gate.deadline_at);
         let now = self.engine.now();
+        let acknowledgement = gate.kind == GateKind::Acknowledgement;
         match gate.status {
+            GateStatus::Acknowledged | GateStatus::TimedOut if acknowledgement => {
+                let decision = gate.decisions.last();
+                let acknowledged = gate.status == GateStatus::Acknowledged;
+                // While it waits, the step's output is the check's last answer.
+                let check = self.steps[i].output.clone();
+                let by = match decision {
+                    Some(d) => Some(d.user.clone()),
+                    None if acknowledged => self
+                        .ack_spec(i, &self.ctx(None, None))
+                        .ok()
+                        .and_then(|s| s.check)
+                        .and_then(|c| c.who(&check)),
+                    None => None,
+                };
+                let via = match decision {
+                    Some(d) => Some(d.channel.clone()),
+                    None if acknowledged => gate
+                        .outcome_reason
+                        .as_deref()
+                        .and_then(|r| r.strip_prefix("acknowledged in "))
+                        .map(str::to_string),
+                    None => None,
+                };
+                let output = json!({
+                    "acknowledged": acknowledged,
+                    "by": by,
+                    "via": via,
+                    "at": acknowledged.then(|| gate.decided_at.map(|t| crate::db::utc::format(&t))).flatten(),
+                    "check": check,
+                });
+                self.settle_step(i, StepStatus::Succeeded, output, None)
+                    .await?;
+                Ok(true)
+            }
+            GateStatus::Pending if acknowledgement && gate.deadline_at <= now => {
+                use crate::playbooks::definition::OnTimeout;
+                let escalate = match self.ack_spec(i, &self.ctx(None, None)) {
+                    Ok(spec) => spec.escalate_to.map(|(who, t)| (who, now + t)),
+                    Err(_) => None,
+                };
+                let on_timeout = if gate.escalation_level == 0 && escalate.is_some() {
+                    OnTimeout::Escalate
+                } else {
+                    OnTimeout::Reject
+                };
+                let gate_id = gate.id;
+                self.commit(move |conn| {
+                    Ok(approvals::expire(
+                        conn, gate_id, on_timeout, escalate, now,
+                    )?)
+                })
+                .await?;
+                self.steps[i].gate_dirty = true;
+                Ok(true)
+            }
+            GateStatus::Acknowledged => Ok(false),
             GateStatus::Approved => {
                 if !self.may_start() {
                     return Ok(false);
@@ -852,6 +974,84 @@ impl Driver {
             }
             GateStatus::Pending => Ok(false),
         }
+    }
+
+    /// Asks the vendor whether acknowledgement step `i` is acknowledged (its `check`);
+    /// settles the gate when it is, else asks again after `every`. Returns whether the
+    /// gate settled.
+    async fn check_vendor(&mut self, i: usize) -> Result<bool, EngineError> {
+        let now = self.engine.now();
+        let Some(gate_id) = self.steps[i].gate_id else {
+            // Not read yet: the gate is read first (it is marked dirty on load).
+            return Ok(false);
+        };
+        let check = match self.ack_spec(i, &self.ctx(None, None)) {
+            Ok(ack::Spec { check: Some(c), .. }) => c,
+            Ok(_) => {
+                self.steps[i].ack_check_at = None;
+                return Ok(false);
+            }
+            Err(e) => {
+                tracing::warn!(run = self.run.id, step = %self.step(i).id, error = %e, "acknowledgement check cannot be rendered");
+                self.steps[i].ack_check_at = None;
+                return Ok(false);
+            }
+        };
+        let limit = self
+            .engine
+            .settings
+            .default_step_timeout
+            .min(Duration::from_secs(60));
+        let call = actions::run_external(
+            &self.engine.executor,
+            &self.engine.http,
+            &check.uses,
+            &check.with,
+            None,
+        );
+        let mut output = match tokio::time::timeout(limit, call).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(f)) => json!({ "error": f.message }),
+            Err(_) => json!({ "error": format!("no answer within {}s", limit.as_secs()) }),
+        };
+        self.engine.executor.secrets().redact_json(&mut output);
+        let failed = output.get("error").is_some() && output.as_object().is_some_and(|o| o.len() == 1);
+        if failed {
+            tracing::warn!(run = self.run.id, step = %self.step(i).id, answer = %output, "acknowledgement check failed; asking again later");
+        }
+        let acknowledged = !failed
+            && Condition::parse(&check.acknowledged)
+                .and_then(|c| c.eval(&self.ctx(None, Some(&output))))
+                .unwrap_or(false);
+        // Shown as the step's output while it waits (and kept across wake-ups).
+        self.steps[i].output = output.clone();
+        if !acknowledged {
+            self.steps[i].ack_check_at = Some(now + check.every);
+            let write = self.steps[i].parent_write();
+            let run_id = self.run.id;
+            let step_id = self.step(i).id.clone();
+            self.commit(move |conn| {
+                store::write_step(conn, run_id, &step_id, -1, &write)?;
+                Ok(())
+            })
+            .await?;
+            return Ok(false);
+        }
+        let via = check.uses.clone();
+        self.steps[i].ack_check_at = None;
+        let write = self.steps[i].parent_write();
+        let run_id = self.run.id;
+        let step_id = self.step(i).id.clone();
+        self.commit(move |conn| {
+            store::write_step(conn, run_id, &step_id, -1, &write)?;
+            Ok(approvals::acknowledged_by_vendor(
+                conn, gate_id, &via, &output, now,
+            )?)
+        })
+        .await?;
+        self.steps[i].ack_check_at = None;
+        self.steps[i].gate_dirty = true;
+        Ok(true)
     }
 
     /// Creates the units of a step and starts them.
@@ -1248,6 +1448,7 @@ impl Driver {
     ) -> Result<(), EngineError> {
         let t = self.engine.now();
         let s = &mut self.steps[i];
+        s.ack_check_at = None;
         s.status = status;
         s.output = output;
         s.error = error;

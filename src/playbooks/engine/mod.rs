@@ -8,6 +8,7 @@
 //! [`driver`], which walks the step graph ([`graph`]), carries out actions
 //! ([`actions`]) and writes transitions ([`store`]).
 
+pub mod ack;
 pub mod actions;
 pub mod dispatch;
 pub mod driver;

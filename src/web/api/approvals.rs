@@ -56,7 +56,8 @@ async fn decide(
     path: web::Path<i64>,
     body: web::Json<DecisionBody>,
 ) -> Result<HttpResponse, ApiError> {
-    p.require(Permission::ApproveContainment)?;
+    // The least any gate needs (acknowledging); the gate's kind decides the rest.
+    p.require(Permission::WorkCases)?;
     let id = path.into_inner();
     let o = origin(&req);
     let who = Decider {

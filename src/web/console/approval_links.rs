@@ -230,6 +230,10 @@ async fn submit(
                     "Rejected",
                     format!("You rejected request {gate_id}; the step will not run."),
                 ),
+                (Decision::Approve, crate::approvals::GateStatus::Acknowledged) => (
+                    "Acknowledged",
+                    format!("You acknowledged request {gate_id}; the playbook will not escalate it."),
+                ),
                 (Decision::Approve, crate::approvals::GateStatus::Approved) => (
                     "Approved",
                     format!("You approved request {gate_id}; the playbook continues."),

@@ -126,10 +126,11 @@ async fn decide(
     if !crate::auth::secrets_equal(&form.csrf_token, &session.csrf_token) {
         return state.pages.error(&ApiError::from(AuthError::Csrf));
     }
-    if !session.user.role.allows(Permission::ApproveContainment) {
+    // The least any gate needs (acknowledging); the gate's kind decides the rest.
+    if !session.user.role.allows(Permission::WorkCases) {
         let err = AuthError::Forbidden {
             role: session.user.role,
-            permission: Permission::ApproveContainment.name(),
+            permission: Permission::WorkCases.name(),
         };
         return state.pages.error(&err.into());
     }
