@@ -1315,7 +1315,116 @@ fn a_permanent_smtp_refusal_fails_at_once(db: TestDb) {
     assert_eq!(gate["status"], "pending");
 }
 
+// ---------------------------------------------------------------------------------------
+// Acknowledgement gates: the same deadline rows and scheduler, a different question
+
+const ACKNOWLEDGE: &str = r#"
+id: acknowledge
+version: 1
+trigger: { on: manual }
+steps:
+  - id: ack
+    uses: acknowledgement
+    with:
+      message: "Disk full on db-01: acknowledge or it escalates"
+      timeout: 15m
+      roles: [analyst]
+      escalate_to: { users: [ada], timeout: 10m }
+  - id: escalate
+    uses: noop
+    if: $.steps.ack.output.acknowledged == false
+    with: { value: "escalated" }
+"#;
+
+fn an_acknowledgement_by_link_stops_the_escalation(db: TestDb) {
+    let clock = TestClock::new(&db);
+    let env = on_clock(db, &clock, &[("acknowledge", ACKNOWLEDGE)], &[]);
+    let id = env.start("acknowledge");
+    let gate = env.gate(id);
+    let gid = gate["id"].as_i64().unwrap();
+    assert_eq!(gate["kind"], "acknowledgement");
+    // Analysts acknowledge, so ann (who started the run) is asked too; the viewer is not.
+    let mail = env.sink().wait_for("ann@example.org", 1);
+    let subject = mail[0].header("Subject").unwrap();
+    assert!(subject.contains("Acknowledgement needed"), "{subject}");
+    let text = mail[0].text();
+    assert!(text.contains("Acknowledge: "), "{text}");
+    assert!(!text.contains("Reject:"), "{text}");
+    // The viewer may not acknowledge; nobody may reject an acknowledgement.
+    let (status, _) = env.post(
+        &env.vic,
+        &format!("/api/v1/approvals/{gid}/decision"),
+        json!({ "decision": "acknowledge" }),
+    );
+    assert_eq!(status, 403);
+    let (status, _) = env.post(
+        &env.ann,
+        &format!("/api/v1/approvals/{gid}/decision"),
+        json!({ "decision": "reject", "comment": "no" }),
+    );
+    assert_eq!(status, 403);
+    // Ten minutes on, ann acknowledges from the e-mail.
+    clock.advance(10 * MINUTE);
+    let link = mail[0].link("approve");
+    let page = open(&browser(), &link);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Acknowledge request"), "{}", page.body);
+    assert!(!page.body.contains("Reject instead"), "{}", page.body);
+    let done = confirm(&browser(), &link, "on it");
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("Acknowledged"), "{}", done.body);
+    let run = env.finished(id);
+    let ack = &step(&run, "ack")["output"];
+    assert_eq!(ack["acknowledged"], true, "{ack:#}");
+    assert_eq!(ack["by"], "ann");
+    assert_eq!(ack["via"], "email");
+    assert_eq!(step(&run, "escalate")["status"], "skipped");
+    let gate = env.gate_by_id(gid);
+    assert_eq!(gate["status"], "acknowledged");
+    assert_eq!(gate["decisions"][0]["decision"], "acknowledge");
+    // Past the old deadline nothing more happens: the gate stays acknowledged.
+    clock.advance(HOUR);
+    assert_eq!(env.gate_by_id(gid)["status"], "acknowledged");
+    assert!(env.db.audit_with_action("approval.escalated").is_empty());
+    let decided = env.db.audit_with_action("approval.decided");
+    assert_eq!(decided[0]["details"]["decision"], "acknowledge");
+    assert_eq!(decided[0]["details"]["channel"], "email");
+}
+
+fn an_unacknowledged_request_escalates_then_the_playbook_goes_on(db: TestDb) {
+    let clock = TestClock::new(&db);
+    let mut env = on_clock(db, &clock, &[("acknowledge", ACKNOWLEDGE)], &[]);
+    let id = env.start("acknowledge");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    env.sink().wait_for("rex@example.org", 1);
+    // Nobody acknowledges within 15 minutes: ada is asked, for 10 more, even across a
+    // restart.
+    clock.advance(16 * MINUTE);
+    let gate = env.wait_gate(gid, "escalation", |g| g["escalation_level"] == 1);
+    assert_eq!(gate["approvers"]["users"], json!(["ada"]));
+    let mails = env.sink().wait_for("ada@example.org", 2);
+    assert!(mails[1].header("Subject").unwrap().contains("escalated"));
+    assert!(mails[1].text().contains("Nobody acknowledged in time"));
+    env.restart();
+    clock.advance(11 * MINUTE);
+    let run = env.finished(id);
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    let ack = &step(&run, "ack")["output"];
+    assert_eq!(ack["acknowledged"], false, "{ack:#}");
+    assert_eq!(step(&run, "escalate")["status"], "succeeded");
+    assert_eq!(step(&run, "escalate")["output"], "escalated");
+    let gate = env.gate_by_id(gid);
+    assert_eq!(gate["status"], "timed_out");
+    assert_eq!(gate["outcome_reason"], "nobody acknowledged before the deadline");
+    assert_eq!(env.db.audit_with_action("approval.escalated").len(), 1);
+    let timed_out = env.db.audit_with_action("approval.timed_out");
+    assert_eq!(timed_out.len(), 1);
+    assert_eq!(timed_out[0]["details"]["kind"], "acknowledgement");
+}
+
 both_backends!(
+    an_acknowledgement_by_link_stops_the_escalation,
+    an_unacknowledged_request_escalates_then_the_playbook_goes_on,
     starttls_delivers_to_a_relay_with_a_private_ca,
     implicit_tls_delivers_to_a_relay_with_a_private_ca,
     an_untrusted_relay_certificate_is_refused_retried_and_audited,
