@@ -123,13 +123,21 @@ mod tests {
         let file = dir.join("offset");
         let c = Clock::from_env(|k| (k == TEST_CLOCK_ENV).then(|| file.display().to_string()));
         assert!(c.is_shifted());
-        assert_eq!(c.offset(), chrono::Duration::zero(), "missing file: no shift");
+        assert_eq!(
+            c.offset(),
+            chrono::Duration::zero(),
+            "missing file: no shift"
+        );
         std::fs::write(&file, "90m\n").unwrap();
         assert_eq!(c.offset(), chrono::Duration::minutes(90));
         let ahead = c.now() - crate::db::now();
         assert!(ahead > chrono::Duration::minutes(89), "{ahead}");
         std::fs::write(&file, "not a duration").unwrap();
-        assert_eq!(c.offset(), chrono::Duration::minutes(90), "kept on a bad value");
+        assert_eq!(
+            c.offset(),
+            chrono::Duration::minutes(90),
+            "kept on a bad value"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

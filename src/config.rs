@@ -568,7 +568,8 @@ impl Config {
                 }
                 "email.username" => self.email.username = value,
                 "email.ca_file" => {
-                    self.email.ca_file = Some(value.into()).filter(|p: &PathBuf| !p.as_os_str().is_empty())
+                    self.email.ca_file =
+                        Some(value.into()).filter(|p: &PathBuf| !p.as_os_str().is_empty())
                 }
                 "email.from" => self.email.from = value,
                 "email.retry_seconds" => {

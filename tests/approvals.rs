@@ -942,7 +942,12 @@ steps:
 
 fn escalation_after_the_deadline_then_final_reject(db: TestDb) {
     let clock = TestClock::new(&db);
-    let env = on_clock(db, &clock, &[("escalate-then-reject", ESCALATE_THEN_REJECT)], &[]);
+    let env = on_clock(
+        db,
+        &clock,
+        &[("escalate-then-reject", ESCALATE_THEN_REJECT)],
+        &[],
+    );
     let id = env.start("escalate-then-reject");
     let gate = env.gate(id);
     let gid = gate["id"].as_i64().unwrap();
@@ -954,10 +959,15 @@ fn escalation_after_the_deadline_then_final_reject(db: TestDb) {
     let gate = env.wait_gate(gid, "escalation", |g| g["escalation_level"] == 1);
     assert_eq!(gate["status"], "pending");
     assert_eq!(gate["approvers"]["users"], json!(["rae"]));
-    let first: chrono::DateTime<chrono::Utc> = gate["created_at"].as_str().unwrap().parse().unwrap();
-    let second: chrono::DateTime<chrono::Utc> = gate["deadline_at"].as_str().unwrap().parse().unwrap();
+    let first: chrono::DateTime<chrono::Utc> =
+        gate["created_at"].as_str().unwrap().parse().unwrap();
+    let second: chrono::DateTime<chrono::Utc> =
+        gate["deadline_at"].as_str().unwrap().parse().unwrap();
     let after = (second - first).num_minutes();
-    assert!((90..=92).contains(&after), "new deadline {after} min after the request");
+    assert!(
+        (90..=92).contains(&after),
+        "new deadline {after} min after the request"
+    );
     let rae_mail = env.sink().wait_for("rae@example.org", 1);
     assert!(rae_mail[0].header("Subject").unwrap().contains("escalated"));
     // rex's link is withdrawn, and he is no longer an approver.
@@ -1014,6 +1024,9 @@ fn four_eyes_needs_both_approvals_before_the_deadline(db: TestDb) {
     let rex = env.db.token("rex");
     let rae = env.db.token("rae");
     let path = format!("/api/v1/approvals/{gid}/decision");
+    // `acknowledge` is for acknowledgement gates; it approves nothing here.
+    let (status, body) = env.post(&rex, &path, json!({ "decision": "acknowledge" }));
+    assert_eq!(status, 403, "{body}");
     let (status, gate) = env.post(&rex, &path, json!({ "decision": "approve" }));
     assert_eq!(status, 200, "{gate}");
     assert_eq!(gate["status"], "pending");
@@ -1043,7 +1056,11 @@ fn four_eyes_needs_both_approvals_before_the_deadline(db: TestDb) {
     // A decision after the gate settled is refused.
     let (status, body) = env.post(&rae, &path, json!({ "decision": "approve" }));
     assert_eq!(status, 409, "{body}");
-    assert_eq!(env.stub.hits("/isolate"), 1, "still only the first run's call");
+    assert_eq!(
+        env.stub.hits("/isolate"),
+        1,
+        "still only the first run's call"
+    );
 }
 
 const APPROVE_ON_TIMEOUT: &str = r#"
@@ -1067,7 +1084,11 @@ fn approve_on_timeout_only_where_configuration_allows_it(db: TestDb) {
     let dir = db.dir.path().join("policy-check");
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("approve-on-timeout.yaml");
-    std::fs::write(&file, APPROVE_ON_TIMEOUT.replace("STUB", "http://127.0.0.1:9")).unwrap();
+    std::fs::write(
+        &file,
+        APPROVE_ON_TIMEOUT.replace("STUB", "http://127.0.0.1:9"),
+    )
+    .unwrap();
     let out = db
         .tocsin()
         .args(["playbook", "validate", file.to_str().unwrap()])
@@ -1076,8 +1097,8 @@ fn approve_on_timeout_only_where_configuration_allows_it(db: TestDb) {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout).to_string()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("allow_approve_on_timeout is off"), "{text}");
 
     // With it: escalated, then approved by policy when the escalated deadline passes.
@@ -1124,7 +1145,12 @@ fn approve_on_timeout_only_where_configuration_allows_it(db: TestDb) {
 
 fn a_deadline_passing_while_the_server_is_down_fires_once_after_restart(db: TestDb) {
     let clock = TestClock::new(&db);
-    let mut env = on_clock(db, &clock, &[("escalate-then-reject", ESCALATE_THEN_REJECT)], &[]);
+    let mut env = on_clock(
+        db,
+        &clock,
+        &[("escalate-then-reject", ESCALATE_THEN_REJECT)],
+        &[],
+    );
     let id = env.start("escalate-then-reject");
     let gid = env.gate(id)["id"].as_i64().unwrap();
     env.sink().wait_for("rex@example.org", 1);
@@ -1190,9 +1216,15 @@ fn an_expired_link_is_refused_and_decides_nothing(db: TestDb) {
     assert_eq!(gate["status"], "pending");
     assert!(gate["decisions"].as_array().unwrap().is_empty());
     let views = env.db.audit_with_action("approval.link_viewed");
-    assert!(views.iter().any(|v| v["details"]["outcome"] == "expired"), "{views:#?}");
+    assert!(
+        views.iter().any(|v| v["details"]["outcome"] == "expired"),
+        "{views:#?}"
+    );
     let refused = env.db.audit_with_action("approval.link_refused");
-    assert!(refused.iter().any(|v| v["details"]["reason"] == "expired"), "{refused:#?}");
+    assert!(
+        refused.iter().any(|v| v["details"]["reason"] == "expired"),
+        "{refused:#?}"
+    );
     // With the engine back, the deadline applies: the step is rejected, never run.
     env.restart();
     let run = env.finished(id);
@@ -1258,7 +1290,10 @@ fn an_untrusted_relay_certificate_is_refused_retried_and_audited(db: TestDb) {
     });
     for n in gate["notifications"].as_array().unwrap() {
         assert_ne!(n["status"], "sent", "{n:#}");
-        assert_ne!(n["status"], "failed", "a certificate problem is retried: {n:#}");
+        assert_ne!(
+            n["status"], "failed",
+            "a certificate problem is retried: {n:#}"
+        );
         let err = n["last_error"].as_str().unwrap_or_default();
         assert!(err.contains("certificate"), "{n:#}");
     }
@@ -1266,12 +1301,17 @@ fn an_untrusted_relay_certificate_is_refused_retried_and_audited(db: TestDb) {
     assert!(env.sink().failed_handshakes() >= 6);
     let failed = env.db.audit_with_action("approval.notification_failed");
     assert!(failed.len() >= 6, "{failed:#?}");
-    assert!(failed.iter().all(|f| f["details"]["will_retry"] == true
-        && f["details"]["permanent"] == false));
+    assert!(failed
+        .iter()
+        .all(|f| f["details"]["will_retry"] == true && f["details"]["permanent"] == false));
     let (_, outbox) = env.get(&env.ada, "/api/v1/outbox");
-    assert!(outbox["emails"].as_array().unwrap().iter().all(|e| e["last_error"]
-        .as_str()
-        .is_some_and(|x| x.contains("certificate"))));
+    assert!(outbox["emails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["last_error"]
+            .as_str()
+            .is_some_and(|x| x.contains("certificate"))));
     assert_eq!(env.gate_by_id(gid)["status"], "pending");
 }
 
@@ -1300,7 +1340,10 @@ fn a_permanent_smtp_refusal_fails_at_once(db: TestDb) {
         .unwrap()
         .clone();
     assert_eq!(rex["attempts"], 1, "{rex:#}");
-    assert!(rex["last_error"].as_str().unwrap().contains("550"), "{rex:#}");
+    assert!(
+        rex["last_error"].as_str().unwrap().contains("550"),
+        "{rex:#}"
+    );
     let (_, outbox) = env.get(&env.ada, "/api/v1/outbox?status=failed");
     let failed_rows = outbox["emails"].as_array().unwrap();
     assert_eq!(failed_rows.len(), 1, "{outbox:#}");
@@ -1415,14 +1458,38 @@ fn an_unacknowledged_request_escalates_then_the_playbook_goes_on(db: TestDb) {
     assert_eq!(step(&run, "escalate")["output"], "escalated");
     let gate = env.gate_by_id(gid);
     assert_eq!(gate["status"], "timed_out");
-    assert_eq!(gate["outcome_reason"], "nobody acknowledged before the deadline");
+    assert_eq!(
+        gate["outcome_reason"],
+        "nobody acknowledged before the deadline"
+    );
     assert_eq!(env.db.audit_with_action("approval.escalated").len(), 1);
     let timed_out = env.db.audit_with_action("approval.timed_out");
     assert_eq!(timed_out.len(), 1);
     assert_eq!(timed_out[0]["details"]["kind"], "acknowledgement");
 }
 
+fn a_bad_ca_file_stops_the_server_naming_the_key(db: TestDb) {
+    let sink = SmtpSink::start();
+    let bad = db.dir.path().join("not-a-ca.pem");
+    std::fs::write(&bad, "hello").unwrap();
+    for file in [bad.display().to_string(), "/nonexistent/ca.pem".to_string()] {
+        let mut cmd = db.tocsin();
+        cmd.args(["serve"])
+            .env("TOCSIN_LISTEN", "127.0.0.1:0")
+            .env("TOCSIN_SMTP_CA_FILE", &file);
+        for (k, v) in sink.env() {
+            cmd.env(k, v);
+        }
+        cmd.env("TOCSIN_SMTP_TLS", "starttls");
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("email.ca_file"), "{err}");
+    }
+}
+
 both_backends!(
+    a_bad_ca_file_stops_the_server_naming_the_key,
     an_acknowledgement_by_link_stops_the_escalation,
     an_unacknowledged_request_escalates_then_the_playbook_goes_on,
     starttls_delivers_to_a_relay_with_a_private_ca,

@@ -1519,7 +1519,10 @@ fn it_outage_acknowledged_in_tocsin_does_not_escalate(db: TestDb) {
     let id = env.triggered_run("it-outage", "alert.ingested");
     let gate = env.gate(id, "acknowledge");
     assert_eq!(gate["kind"], "acknowledgement");
-    assert!(gate["message"].as_str().unwrap().contains("within 1h"), "{gate:#}");
+    assert!(
+        gate["message"].as_str().unwrap().contains("within 1h"),
+        "{gate:#}"
+    );
     // It is in an analyst's inbox too (analysts and above acknowledge); a viewer cannot.
     let gid = gate["id"].as_i64().unwrap();
     let (status, body) = env.post(

@@ -35,7 +35,11 @@ pub fn mint(
 }
 
 /// Withdraws the unused links of an e-mail that could not be delivered.
-pub fn revoke_for_outbox(conn: &mut DbConn, outbox_id: i64, t: NaiveDateTime) -> QueryResult<usize> {
+pub fn revoke_for_outbox(
+    conn: &mut DbConn,
+    outbox_id: i64,
+    t: NaiveDateTime,
+) -> QueryResult<usize> {
     diesel::update(
         approval_links::table
             .filter(approval_links::outbox_id.eq(outbox_id))

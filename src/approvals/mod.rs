@@ -160,10 +160,13 @@ impl Approvers {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
-    /// On an acknowledgement gate, acknowledges (`acknowledge` is accepted too).
-    #[serde(alias = "acknowledge")]
+    /// On an acknowledgement gate, the same as `acknowledge` (the console and the links
+    /// send `approve` for both kinds).
     Approve,
     Reject,
+    /// Only for acknowledgement gates, so a client that means to acknowledge cannot
+    /// approve containment by mistake.
+    Acknowledge,
 }
 
 impl Decision {
@@ -172,6 +175,7 @@ impl Decision {
         match self {
             Decision::Approve => "approve",
             Decision::Reject => "reject",
+            Decision::Acknowledge => "acknowledge",
         }
     }
 }
@@ -546,12 +550,21 @@ pub fn decide(
         )));
     }
     let ack = gate.kind == GateKind::Acknowledgement;
-    if ack && decision == Decision::Reject {
-        return Err(ApprovalError::NotAllowed(format!(
-            "approval gate {gate_id} asks for an acknowledgement, which cannot be rejected; \
-             it escalates when nobody acknowledges in time"
-        )));
-    }
+    let decision = match (ack, decision) {
+        (true, Decision::Reject) => {
+            return Err(ApprovalError::NotAllowed(format!(
+                "approval gate {gate_id} asks for an acknowledgement, which cannot be rejected; \
+                 it escalates when nobody acknowledges in time"
+            )))
+        }
+        (true, _) => Decision::Acknowledge,
+        (false, Decision::Acknowledge) => {
+            return Err(ApprovalError::NotAllowed(format!(
+                "approval gate {gate_id} asks for approve or reject, not acknowledge"
+            )))
+        }
+        (false, d) => d,
+    };
     if !ack
         && decision == Decision::Approve
         && gate.requested_by == format!("user:{}", who.username)
@@ -571,7 +584,11 @@ pub fn decide(
         .values((
             approval_decisions::gate_id.eq(gate_id),
             approval_decisions::user_id.eq(who.user_id),
-            approval_decisions::decision.eq(decision.as_str()),
+            // Stored in the table's vocabulary: an acknowledgement is an `approve` row.
+            approval_decisions::decision.eq(match decision {
+                Decision::Reject => "reject",
+                _ => "approve",
+            }),
             approval_decisions::comment.eq(comment),
             approval_decisions::channel.eq(&who.channel),
             approval_decisions::ip.eq(&who.ip),
@@ -585,7 +602,7 @@ pub fn decide(
         .filter(|d| d.decision == "approve")
         .count();
     let settled = match decision {
-        Decision::Approve if ack => Some(GateStatus::Acknowledged),
+        Decision::Acknowledge => Some(GateStatus::Acknowledged),
         Decision::Reject => Some(GateStatus::Rejected),
         Decision::Approve if approvals >= usize::try_from(gate.required).unwrap_or(1) => {
             Some(GateStatus::Approved)
@@ -602,7 +619,7 @@ pub fn decide(
                 "kind": gate.kind,
                 "run_id": gate.run_id,
                 "step": gate.step_id,
-                "decision": if ack { "acknowledge" } else { decision.as_str() },
+                "decision": decision,
                 "comment": comment,
                 "channel": who.channel,
                 "ip": who.ip,
@@ -735,9 +752,10 @@ pub fn expire(
     };
     let (status, reason) = match outcome {
         Expiry::Approved => (GateStatus::Approved, "approved on timeout (policy)"),
-        _ if gate.kind == GateKind::Acknowledgement => {
-            (GateStatus::TimedOut, "nobody acknowledged before the deadline")
-        }
+        _ if gate.kind == GateKind::Acknowledgement => (
+            GateStatus::TimedOut,
+            "nobody acknowledged before the deadline",
+        ),
         _ => (GateStatus::TimedOut, "nobody decided before the deadline"),
     };
     settle(conn, gate_id, gate.run_id, status, Some(reason), t)?;

@@ -9,9 +9,9 @@
 
 use crate::approvals::{self, links, notify, Decision, GateStatus};
 use crate::audit::{self, Actor, NewEvent};
+use crate::clock::Clock;
 use crate::config::{EmailConfig, SmtpTls};
 use crate::db::schema::email_outbox;
-use crate::clock::Clock;
 use crate::db::{Db, DbConn, DbError};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -211,7 +211,8 @@ impl Sender {
 fn tls_parameters(config: &EmailConfig, host: &str) -> Result<TlsParameters, SendError> {
     let mut builder = TlsParameters::builder(host.to_string());
     if let Some(path) = &config.ca_file {
-        let bad = |why: String| SendError::Config(format!("email.ca_file {}: {why}", path.display()));
+        let bad =
+            |why: String| SendError::Config(format!("email.ca_file {}: {why}", path.display()));
         let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
         if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
             return Err(bad("no PEM certificate in it".into()));

@@ -427,7 +427,12 @@ fn check_step(
         .filter(|_| step.uses == crate::playbooks::engine::ack::BUILTIN)
     {
         // `$.output` here is the check's answer.
-        check_refs(c, "with.check.acknowledged", exprs::condition_refs(cond), true);
+        check_refs(
+            c,
+            "with.check.acknowledged",
+            exprs::condition_refs(cond),
+            true,
+        );
     }
     if let Some(cond) = &step.condition {
         check_refs(c, "if", exprs::condition_refs(cond), false);
@@ -538,7 +543,10 @@ fn check_acknowledgement(c: &mut Checker, step: &Step, line: Option<usize>, cata
         v.as_str().filter(|s| !s.contains("${{"))
     }
     if step.foreach.is_some() {
-        c.at(line, format!("step {id:?}: an acknowledgement takes no foreach"));
+        c.at(
+            line,
+            format!("step {id:?}: an acknowledgement takes no foreach"),
+        );
     }
     if let Some(t) = step.with.get("timeout").and_then(literal) {
         if let Err(e) = duration(t) {
@@ -546,11 +554,18 @@ fn check_acknowledgement(c: &mut Checker, step: &Step, line: Option<usize>, cata
         }
     }
     let check_roles = |c: &mut Checker, v: Option<&Value>, what: &str| {
-        for r in v.and_then(Value::as_array).into_iter().flatten().filter_map(literal) {
+        for r in v
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(literal)
+        {
             match r.parse::<Role>() {
                 Ok(role) if role < crate::playbooks::engine::ack::DEFAULT_ROLE => c.at(
                     line,
-                    format!("step {id:?}: {what}: {role} may not acknowledge; analysts and above may"),
+                    format!(
+                        "step {id:?}: {what}: {role} may not acknowledge; analysts and above may"
+                    ),
                 ),
                 Ok(_) => {}
                 Err(_) => c.at(line, format!("step {id:?}: {what}: {r:?} is not a role")),
@@ -563,18 +578,30 @@ fn check_acknowledgement(c: &mut Checker, step: &Step, line: Option<usize>, cata
         Some(Value::Object(e)) => {
             check_roles(c, e.get("roles"), "with.escalate_to.roles");
             match e.get("timeout") {
-                None => c.at(line, format!("step {id:?}: with.escalate_to needs `timeout`")),
+                None => c.at(
+                    line,
+                    format!("step {id:?}: with.escalate_to needs `timeout`"),
+                ),
                 Some(t) => {
                     if let Some(Err(err)) = literal(t).map(duration) {
-                        c.at(line, format!("step {id:?}: with.escalate_to.timeout: {err}"));
+                        c.at(
+                            line,
+                            format!("step {id:?}: with.escalate_to.timeout: {err}"),
+                        );
                     }
                 }
             }
             if e.get("roles").is_none() && e.get("users").is_none() {
-                c.at(line, format!("step {id:?}: with.escalate_to needs `roles` or `users`"));
+                c.at(
+                    line,
+                    format!("step {id:?}: with.escalate_to needs `roles` or `users`"),
+                );
             }
         }
-        Some(_) => c.at(line, format!("step {id:?}: with.escalate_to must be a mapping")),
+        Some(_) => c.at(
+            line,
+            format!("step {id:?}: with.escalate_to must be a mapping"),
+        ),
     }
     let Some(check) = step.with.get("check") else {
         return;
@@ -589,7 +616,10 @@ fn check_acknowledgement(c: &mut Checker, step: &Step, line: Option<usize>, cata
         }
     }
     match check.get("uses").and_then(Value::as_str) {
-        None => c.at(line, format!("step {id:?}: with.check needs `uses` (an enrichment action)")),
+        None => c.at(
+            line,
+            format!("step {id:?}: with.check needs `uses` (an enrichment action)"),
+        ),
         Some(uses) => {
             let action = uses
                 .split_once('.')
@@ -617,19 +647,29 @@ fn check_acknowledgement(c: &mut Checker, step: &Step, line: Option<usize>, cata
         }
     }
     if !check.get("acknowledged").is_some_and(Value::is_string) {
-        c.at(line, format!("step {id:?}: with.check needs `acknowledged` (a condition over $.output)"));
+        c.at(
+            line,
+            format!("step {id:?}: with.check needs `acknowledged` (a condition over $.output)"),
+        );
     }
     if let Some(by) = check.get("by") {
-        if by.as_str().is_none_or(|b| crate::jsonpath::Query::parse(b).is_err()) {
-            c.at(line, format!("step {id:?}: with.check.by must be a JSONPath into the check's output"));
+        if by
+            .as_str()
+            .is_none_or(|b| crate::jsonpath::Query::parse(b).is_err())
+        {
+            c.at(
+                line,
+                format!("step {id:?}: with.check.by must be a JSONPath into the check's output"),
+            );
         }
     }
     if let Some(every) = check.get("every").and_then(literal) {
         match duration(every) {
             Err(e) => c.at(line, format!("step {id:?}: with.check.every: {e}")),
-            Ok(d) if d < std::time::Duration::from_secs(1) => {
-                c.at(line, format!("step {id:?}: with.check.every must be at least 1s"))
-            }
+            Ok(d) if d < std::time::Duration::from_secs(1) => c.at(
+                line,
+                format!("step {id:?}: with.check.every must be at least 1s"),
+            ),
             Ok(_) => {}
         }
     }

@@ -64,7 +64,9 @@ impl TestCa {
         let key = KeyPair::generate().expect("server key");
         let params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
             .expect("server params");
-        let leaf = params.signed_by(&key, &ca, &ca_key).expect("server certificate");
+        let leaf = params
+            .signed_by(&key, &ca, &ca_key)
+            .expect("server certificate");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let server = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -254,7 +256,8 @@ fn handshake(
     config: &Arc<rustls::ServerConfig>,
     state: &Mutex<State>,
 ) -> std::io::Result<Conn> {
-    let mut server = rustls::ServerConnection::new(config.clone()).map_err(std::io::Error::other)?;
+    let mut server =
+        rustls::ServerConnection::new(config.clone()).map_err(std::io::Error::other)?;
     let mut tcp = tcp;
     while server.is_handshaking() {
         if let Err(e) = server.complete_io(&mut tcp) {
@@ -296,7 +299,10 @@ fn session(
         let upper = line.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
             if security == Security::StartTls && !secure {
-                reply(&mut input, b"250-sink.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n")?;
+                reply(
+                    &mut input,
+                    b"250-sink.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n",
+                )?;
             } else {
                 reply(&mut input, b"250-sink.test\r\n250 8BITMIME\r\n")?;
             }
@@ -314,7 +320,10 @@ fn session(
             to.clear();
         } else if upper.starts_with("MAIL FROM:") {
             if security != Security::Plain && !secure {
-                reply(&mut input, b"530 5.7.0 must issue a STARTTLS command first\r\n")?;
+                reply(
+                    &mut input,
+                    b"530 5.7.0 must issue a STARTTLS command first\r\n",
+                )?;
                 continue;
             }
             let refuse = {

@@ -121,7 +121,9 @@ impl Spec {
                     .ok_or("with.escalate_to.timeout is missing")?;
                 Some((next, t))
             }
-            Some(other) => return Err(format!("with.escalate_to must be a mapping, found {other}")),
+            Some(other) => {
+                return Err(format!("with.escalate_to must be a mapping, found {other}"))
+            }
         };
         let check = match map.get("check") {
             None | Some(Value::Null) => None,
@@ -213,7 +215,10 @@ mod tests {
         .unwrap();
         assert!(spec.approvers.roles.is_empty());
         let (next, t) = spec.escalate_to.unwrap();
-        assert_eq!((next.roles, t), (vec![Role::Responder], chrono::Duration::minutes(5)));
+        assert_eq!(
+            (next.roles, t),
+            (vec![Role::Responder], chrono::Duration::minutes(5))
+        );
         let check = spec.check.unwrap();
         assert_eq!(check.every, chrono::Duration::seconds(30));
         assert_eq!(
@@ -224,10 +229,22 @@ mod tests {
         for (bad, why) in [
             (json!({ "timeout": "1m" }), "message"),
             (json!({ "message": "x", "timeout": "soon" }), "timeout"),
-            (json!({ "message": "x", "timeout": "1m", "roles": ["viewer"] }), "may not"),
-            (json!({ "message": "x", "timeout": "1m", "check": { "uses": "a.b" } }), "acknowledged"),
-            (json!({ "message": "x", "timeout": "1m", "check": { "uses": "a.b", "acknowledged": "true", "every": "0s" } }), "every"),
-            (json!({ "message": "x", "timeout": "1m", "check": { "uses": "a.b", "acknowledged": "true", "then": 1 } }), "then"),
+            (
+                json!({ "message": "x", "timeout": "1m", "roles": ["viewer"] }),
+                "may not",
+            ),
+            (
+                json!({ "message": "x", "timeout": "1m", "check": { "uses": "a.b" } }),
+                "acknowledged",
+            ),
+            (
+                json!({ "message": "x", "timeout": "1m", "check": { "uses": "a.b", "acknowledged": "true", "every": "0s" } }),
+                "every",
+            ),
+            (
+                json!({ "message": "x", "timeout": "1m", "check": { "uses": "a.b", "acknowledged": "true", "then": 1 } }),
+                "then",
+            ),
         ] {
             let err = Spec::parse(&bad).unwrap_err();
             assert!(err.contains(why), "{err} for {bad}");

@@ -7,10 +7,10 @@
 //! resumed after a crash finds it and repeats it only when the action is idempotent or
 //! the step carries an idempotency key; otherwise the step fails as interrupted.
 
+use super::ack;
 use super::actions::{self, Failure, InternalCtx, Kind};
 use super::store::{self, Fence, RunStatus, StepRow, StepStatus, StepWrite};
 use super::{Engine, EngineError, Loaded};
-use super::ack;
 use crate::approvals::{self, Approvers, GateKind, GateRequest, GateStatus};
 use crate::audit::{self, Actor, NewEvent};
 use crate::cases::query;
@@ -273,8 +273,7 @@ impl Driver {
                 }
                 if s.status == StepStatus::WaitingApproval {
                     s.gate_dirty = true;
-                    if pb.steps[i].uses == ack::BUILTIN && pb.steps[i].with.contains_key("check")
-                    {
+                    if pb.steps[i].uses == ack::BUILTIN && pb.steps[i].with.contains_key("check") {
                         s.ack_check_at = Some(row.next_attempt_at.unwrap_or_else(|| engine.now()));
                     }
                 }
@@ -886,9 +885,7 @@ impl Driver {
                 };
                 let gate_id = gate.id;
                 self.commit(move |conn| {
-                    Ok(approvals::expire(
-                        conn, gate_id, on_timeout, escalate, now,
-                    )?)
+                    Ok(approvals::expire(conn, gate_id, on_timeout, escalate, now)?)
                 })
                 .await?;
                 self.steps[i].gate_dirty = true;
@@ -949,7 +946,9 @@ impl Driver {
                 };
                 // Policy is read now, not when the run started: a deployment that turned
                 // approve-on-timeout off gets rejections from then on.
-                if on_timeout == OnTimeout::Approve && !self.engine.settings.allow_approve_on_timeout {
+                if on_timeout == OnTimeout::Approve
+                    && !self.engine.settings.allow_approve_on_timeout
+                {
                     on_timeout = OnTimeout::Reject;
                 }
                 let escalate = approval.escalate_to.as_ref().map(|e| {
@@ -964,9 +963,7 @@ impl Driver {
                 });
                 let gate_id = gate.id;
                 self.commit(move |conn| {
-                    Ok(approvals::expire(
-                        conn, gate_id, on_timeout, escalate, now,
-                    )?)
+                    Ok(approvals::expire(conn, gate_id, on_timeout, escalate, now)?)
                 })
                 .await?;
                 self.steps[i].gate_dirty = true;
@@ -1015,7 +1012,8 @@ impl Driver {
             Err(_) => json!({ "error": format!("no answer within {}s", limit.as_secs()) }),
         };
         self.engine.executor.secrets().redact_json(&mut output);
-        let failed = output.get("error").is_some() && output.as_object().is_some_and(|o| o.len() == 1);
+        let failed =
+            output.get("error").is_some() && output.as_object().is_some_and(|o| o.len() == 1);
         if failed {
             tracing::warn!(run = self.run.id, step = %self.step(i).id, answer = %output, "acknowledgement check failed; asking again later");
         }

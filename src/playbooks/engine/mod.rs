@@ -18,8 +18,8 @@ pub mod view;
 
 use crate::approvals::ApprovalError;
 use crate::audit::AuditError;
-use crate::config::{CasesConfig, EngineConfig};
 use crate::clock::Clock;
+use crate::config::{CasesConfig, EngineConfig};
 use crate::db::{Backend, Db, DbError};
 use crate::events::Bus;
 use crate::integrations::executor::Executor;
@@ -430,10 +430,7 @@ impl Engine {
             .read(|conn| store::next_wake(conn).map_err(EngineError::from))
             .await;
         match next {
-            Ok(Some(t)) => (t - self.now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(max),
+            Ok(Some(t)) => (t - self.now()).to_std().unwrap_or(Duration::ZERO).min(max),
             _ => max,
         }
     }

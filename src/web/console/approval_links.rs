@@ -5,9 +5,7 @@
 
 use super::approvals::GateItem;
 use super::{cookie, form_csrf, form_csrf_ok, FORM_CSRF_COOKIE};
-use crate::approvals::links::{
-    self, Access, LinkDecision, LinkRequest, Lookup, Refusal, Resolved,
-};
+use crate::approvals::links::{self, Access, LinkDecision, LinkRequest, Lookup, Refusal, Resolved};
 use crate::approvals::{ApprovalError, Decision};
 use crate::web::error::ApiError;
 use crate::web::extract::{origin, MaybeSession};
@@ -230,15 +228,17 @@ async fn submit(
                     "Rejected",
                     format!("You rejected request {gate_id}; the step will not run."),
                 ),
-                (Decision::Approve, crate::approvals::GateStatus::Acknowledged) => (
+                (_, crate::approvals::GateStatus::Acknowledged) => (
                     "Acknowledged",
-                    format!("You acknowledged request {gate_id}; the playbook will not escalate it."),
+                    format!(
+                        "You acknowledged request {gate_id}; the playbook will not escalate it."
+                    ),
                 ),
                 (Decision::Approve, crate::approvals::GateStatus::Approved) => (
                     "Approved",
                     format!("You approved request {gate_id}; the playbook continues."),
                 ),
-                (Decision::Approve, _) => (
+                (_, _) => (
                     "Approval recorded",
                     format!(
                         "You approved request {gate_id}; it needs {} approvals and has {}.",

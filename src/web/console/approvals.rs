@@ -148,9 +148,7 @@ async fn decide(
     let t = state.clock.now();
     let result = state
         .db
-        .write(move |conn| {
-            approvals::decide(conn, id, &who, form.decision, Some(&form.comment), t)
-        })
+        .write(move |conn| approvals::decide(conn, id, &who, form.decision, Some(&form.comment), t))
         .await;
     match result {
         Ok(_) => {
