@@ -883,13 +883,8 @@ impl Driver {
                 } else {
                     OnTimeout::Reject
                 };
-                let gate_id = gate.id;
-                self.commit(move |conn| {
-                    Ok(approvals::expire(conn, gate_id, on_timeout, escalate, now)?)
-                })
-                .await?;
-                self.steps[i].gate_dirty = true;
-                Ok(true)
+                self.expire_gate(i, gate.id, on_timeout, escalate, now)
+                    .await
             }
             GateStatus::Acknowledged => Ok(false),
             GateStatus::Approved => {
@@ -961,16 +956,27 @@ impl Driver {
                         now + timeout,
                     )
                 });
-                let gate_id = gate.id;
-                self.commit(move |conn| {
-                    Ok(approvals::expire(conn, gate_id, on_timeout, escalate, now)?)
-                })
-                .await?;
-                self.steps[i].gate_dirty = true;
-                Ok(true)
+                self.expire_gate(i, gate.id, on_timeout, escalate, now)
+                    .await
             }
             GateStatus::Pending => Ok(false),
         }
+    }
+
+    /// Applies the passed deadline of step `i`'s gate as `on_timeout` says (escalating to
+    /// `escalate` when it says so); the gate is read again afterwards.
+    async fn expire_gate(
+        &mut self,
+        i: usize,
+        gate_id: i64,
+        on_timeout: crate::playbooks::definition::OnTimeout,
+        escalate: Option<(Approvers, NaiveDateTime)>,
+        now: NaiveDateTime,
+    ) -> Result<bool, EngineError> {
+        self.commit(move |conn| Ok(approvals::expire(conn, gate_id, on_timeout, escalate, now)?))
+            .await?;
+        self.steps[i].gate_dirty = true;
+        Ok(true)
     }
 
     /// Asks the vendor whether acknowledgement step `i` is acknowledged (its `check`);
