@@ -991,26 +991,12 @@ fn escalation_after_the_deadline_then_final_reject(db: TestDb) {
     env.db.run_ok(&["audit", "verify"]);
 }
 
-const FOUR_EYES_HOUR: &str = r#"
-id: four-eyes-hour
-version: 1
-trigger: { on: manual }
-steps:
-  - id: isolate
-    uses: http.request
-    with: { method: POST, url: STUB/isolate }
-    approval:
-      roles: [responder]
-      required: 2
-      timeout: 1h
-      message: Isolate the host?
-"#;
 
 fn four_eyes_needs_both_approvals_before_the_deadline(db: TestDb) {
     let clock = TestClock::new(&db);
-    let env = on_clock(db, &clock, &[("four-eyes-hour", FOUR_EYES_HOUR)], &[]);
+    let env = on_clock(db, &clock, &[("four-eyes", FOUR_EYES)], &[]);
     // Two approvals, 40 minutes apart, both in time: the step runs once.
-    let id = env.start("four-eyes-hour");
+    let id = env.start("four-eyes");
     let gid = env.gate(id)["id"].as_i64().unwrap();
     let rex = env.db.token("rex");
     let rae = env.db.token("rae");
@@ -1033,7 +1019,7 @@ fn four_eyes_needs_both_approvals_before_the_deadline(db: TestDb) {
     assert_eq!(env.stub.hits("/isolate"), 1);
 
     // One approval, then the deadline: the single approval does not run the step.
-    let id = env.start("four-eyes-hour");
+    let id = env.start("four-eyes");
     let gid = env.gate(id)["id"].as_i64().unwrap();
     let path = format!("/api/v1/approvals/{gid}/decision");
     let (status, _) = env.post(&rex, &path, json!({ "decision": "approve" }));
@@ -1298,7 +1284,7 @@ fn an_untrusted_relay_certificate_is_refused_retried_and_audited(db: TestDb) {
         assert!(err.contains("certificate"), "{n:#}");
     }
     assert!(env.sink().messages().is_empty());
-    assert!(env.sink().failed_handshakes() >= 6);
+    env.sink().wait_failed_handshakes(6);
     let failed = env.db.audit_with_action("approval.notification_failed");
     assert!(failed.len() >= 6, "{failed:#?}");
     assert!(failed

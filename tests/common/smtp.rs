@@ -229,6 +229,19 @@ impl SmtpSink {
         }
     }
 
+    /// Waits (at most 30 s) until at least `n` TLS handshakes failed.
+    pub fn wait_failed_handshakes(&self, n: u32) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.failed_handshakes() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{} TLS handshake(s) failed, expected {n}",
+                self.failed_handshakes()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits (at most 30 s) until at least `n` messages were refused.
     pub fn wait_refused(&self, n: u32) {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -260,9 +273,17 @@ fn handshake(
         rustls::ServerConnection::new(config.clone()).map_err(std::io::Error::other)?;
     let mut tcp = tcp;
     while server.is_handshaking() {
-        if let Err(e) = server.complete_io(&mut tcp) {
-            state.lock().unwrap().failed_handshakes += 1;
-            return Err(e);
+        match server.complete_io(&mut tcp) {
+            // No progress: the client went away mid-handshake.
+            Ok((0, 0)) => {
+                state.lock().unwrap().failed_handshakes += 1;
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                state.lock().unwrap().failed_handshakes += 1;
+                return Err(e);
+            }
         }
     }
     Ok(Conn::Tls(Box::new(rustls::StreamOwned::new(server, tcp))))
