@@ -117,6 +117,11 @@ impl Env {
         (status, res.json().unwrap_or(Value::Null))
     }
 
+    /// Posts a decision on gate `gate` as the holder of `token`.
+    fn decision(&self, token: &str, gate: i64, body: Value) -> (u16, Value) {
+        self.post(token, &format!("/api/v1/approvals/{gate}/decision"), body)
+    }
+
     fn get(&self, token: &str, path: &str) -> (u16, Value) {
         let res = browser()
             .get(self.server.url(path))
@@ -662,13 +667,7 @@ fn four_eyes_through_two_approvers_links(db: TestDb) {
 
 fn escalation_emails_the_new_approvers_and_withdraws_old_links(db: TestDb) {
     let clock = TestClock::new(&db);
-    let env = on_clock(
-        db,
-        &clock,
-        &[("escalate-then-reject", ESCALATE_THEN_REJECT)],
-        &[],
-    );
-    let id = env.start("escalate-then-reject");
+    let (env, id) = escalating_run(db, &clock);
     let gid = env.gate(id)["id"].as_i64().unwrap();
     // After the hour's deadline the gate escalates to rae, who is e-mailed.
     clock.advance(HOUR + MINUTE);
@@ -931,15 +930,21 @@ steps:
       message: Wipe the mailbox?
 "#;
 
-fn escalation_after_the_deadline_then_final_reject(db: TestDb) {
-    let clock = TestClock::new(&db);
+/// A server on `clock` with the escalate-then-reject playbook, and a run of it started.
+fn escalating_run(db: TestDb, clock: &TestClock) -> (Env, i64) {
     let env = on_clock(
         db,
-        &clock,
+        clock,
         &[("escalate-then-reject", ESCALATE_THEN_REJECT)],
         &[],
     );
     let id = env.start("escalate-then-reject");
+    (env, id)
+}
+
+fn escalation_after_the_deadline_then_final_reject(db: TestDb) {
+    let clock = TestClock::new(&db);
+    let (env, id) = escalating_run(db, &clock);
     let gate = env.gate(id);
     let gid = gate["id"].as_i64().unwrap();
     let rex_link = env.sink().wait_for("rex@example.org", 1)[0].link("approve");
@@ -965,11 +970,7 @@ fn escalation_after_the_deadline_then_final_reject(db: TestDb) {
     let page = open(&browser(), &rex_link);
     assert_eq!(page.status, 410, "{}", page.body);
     let rex = env.db.token("rex");
-    let (status, body) = env.post(
-        &rex,
-        &format!("/api/v1/approvals/{gid}/decision"),
-        json!({ "decision": "approve" }),
-    );
+    let (status, body) = env.decision(&rex, gid, json!({ "decision": "approve" }));
     assert_eq!(status, 403, "{body}");
 
     // Past the second deadline: nobody decided, the gate times out and the step is
@@ -990,7 +991,6 @@ fn escalation_after_the_deadline_then_final_reject(db: TestDb) {
     assert_eq!(timed_out[0]["details"]["outcome"], "timed_out");
     env.db.run_ok(&["audit", "verify"]);
 }
-
 
 fn four_eyes_needs_both_approvals_before_the_deadline(db: TestDb) {
     let clock = TestClock::new(&db);
@@ -1122,13 +1122,7 @@ fn approve_on_timeout_only_where_configuration_allows_it(db: TestDb) {
 
 fn a_deadline_passing_while_the_server_is_down_fires_once_after_restart(db: TestDb) {
     let clock = TestClock::new(&db);
-    let mut env = on_clock(
-        db,
-        &clock,
-        &[("escalate-then-reject", ESCALATE_THEN_REJECT)],
-        &[],
-    );
-    let id = env.start("escalate-then-reject");
+    let (mut env, id) = escalating_run(db, &clock);
     let gid = env.gate(id)["id"].as_i64().unwrap();
     env.sink().wait_for("rex@example.org", 1);
     // Down while the first deadline passes; the restarted server escalates, once.
@@ -1191,11 +1185,7 @@ fn an_expired_link_is_refused_and_decides_nothing(db: TestDb) {
     let again = open(&browser(), &link);
     assert_eq!(again.status, 410, "{}", again.body);
     let rae = env.db.token("rae");
-    let (status, body) = env.post(
-        &rae,
-        &format!("/api/v1/approvals/{gid}/decision"),
-        json!({ "decision": "approve" }),
-    );
+    let (status, body) = env.decision(&rae, gid, json!({ "decision": "approve" }));
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "deadline_passed", "{body}");
     let gate = env.gate_by_id(gid);
@@ -1380,15 +1370,11 @@ fn an_acknowledgement_by_link_stops_the_escalation(db: TestDb) {
     assert!(text.contains("Acknowledge: "), "{text}");
     assert!(!text.contains("Reject:"), "{text}");
     // The viewer may not acknowledge; nobody may reject an acknowledgement.
-    let (status, _) = env.post(
-        &env.vic,
-        &format!("/api/v1/approvals/{gid}/decision"),
-        json!({ "decision": "acknowledge" }),
-    );
+    let (status, _) = env.decision(&env.vic, gid, json!({ "decision": "acknowledge" }));
     assert_eq!(status, 403);
-    let (status, _) = env.post(
+    let (status, _) = env.decision(
         &env.ann,
-        &format!("/api/v1/approvals/{gid}/decision"),
+        gid,
         json!({ "decision": "reject", "comment": "no" }),
     );
     assert_eq!(status, 403);
