@@ -18,5 +18,6 @@ pub mod integrations;
 pub mod jsonpath;
 pub mod metrics;
 pub mod playbooks;
+pub mod retention;
 pub mod telemetry;
 pub mod web;

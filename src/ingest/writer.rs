@@ -66,6 +66,12 @@ impl Writer {
         &self.stats
     }
 
+    /// Requests waiting for the writer, and how many may wait before new ones get 503.
+    pub fn backlog(&self) -> (usize, usize) {
+        let max = self.tx.max_capacity();
+        (max - self.tx.capacity(), max)
+    }
+
     /// Commits alerts from one source; returns once they are durable.
     pub async fn submit(
         &self,
