@@ -431,12 +431,15 @@ impl Engine {
             let owner = self.owner.clone();
             let until = self.lease_until();
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            // A run whose lease ran out while this process still drives it (a slow
+            // database) must not get a second driver here.
+            let driving: Vec<i64> = self.lock_active().iter().copied().collect();
             // No audit record is written, so the claim need not take the chain lock.
             let claimed = self
                 .db
                 .write_unchained(move |conn| match conn {
                     crate::db::DbConn::Postgres(c) => {
-                        store::claim_batch_pg(c, &owner, at, until, limit)
+                        store::claim_batch_pg(c, &owner, at, until, limit, &driving)
                             .map_err(EngineError::from)
                     }
                     crate::db::DbConn::Sqlite(_) => Ok(Vec::new()),

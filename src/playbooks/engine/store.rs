@@ -296,15 +296,18 @@ pub fn claimable(conn: &mut DbConn, at: NaiveDateTime, limit: i64) -> QueryResul
 /// Claims up to `limit` runnable runs for `owner` until `until` in one statement
 /// (PostgreSQL): rows another process is claiming at this moment are skipped (`FOR UPDATE
 /// SKIP LOCKED`) rather than waited for, so several runners never queue on each other;
-/// parked runs become running. Returns the ids claimed, oldest first.
+/// parked runs become running. Runs in `driving` (this process still drives them, though
+/// their lease may have run out) are never taken a second time. Returns the ids claimed,
+/// oldest first.
 pub fn claim_batch_pg(
     conn: &mut diesel::PgConnection,
     owner: &str,
     at: NaiveDateTime,
     until: NaiveDateTime,
     limit: i64,
+    driving: &[i64],
 ) -> QueryResult<Vec<i64>> {
-    use diesel::sql_types::{BigInt, Text, Timestamp};
+    use diesel::sql_types::{Array, BigInt, Text, Timestamp};
     #[derive(QueryableByName)]
     struct Id {
         #[diesel(sql_type = BigInt)]
@@ -318,6 +321,7 @@ pub fn claim_batch_pg(
            SELECT id FROM playbook_runs \
            WHERE (status IN ('pending', 'running') OR (status = 'waiting' AND wake_at <= $3)) \
              AND (lease_owner IS NULL OR lease_expires_at < $3) \
+             AND id <> ALL($5) \
            ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
            AND (r.lease_owner IS NULL OR r.lease_expires_at < $3) \
          RETURNING r.id",
@@ -326,6 +330,7 @@ pub fn claim_batch_pg(
     .bind::<Timestamp, _>(until)
     .bind::<Timestamp, _>(at)
     .bind::<BigInt, _>(limit)
+    .bind::<Array<BigInt>, _>(driving)
     .load::<Id>(conn)?
     .into_iter()
     .map(|r| r.id)
