@@ -28,7 +28,7 @@ use tocsin::db::schema::{approval_gates, step_runs};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{BenchDb, Server};
+use support::{BenchDb, Server, ms, percentile};
 
 #[derive(Parser, Debug)]
 #[command(about = "Approval decision → next step benchmark")]
@@ -58,17 +58,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: chrono::Duration) -> f64 {
-    d.num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0
-}
 
 /// A local HTTP endpoint that answers `{}` and records when each request arrived.
 fn endpoint() -> Result<(String, Arc<Mutex<Vec<NaiveDateTime>>>)> {

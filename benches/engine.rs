@@ -30,7 +30,7 @@ use tocsin::playbooks::engine::store;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{rss_kib, BenchDb, CpuSnapshot, Server};
+use support::{rss_kib, BenchDb, CpuSnapshot, Server, ms, percentile};
 
 #[derive(Parser, Debug)]
 #[command(about = "Playbook engine benchmark")]
@@ -84,17 +84,6 @@ fn noop_playbook(steps: usize) -> String {
 const ALERT_PLAYBOOK: &str = "id: bench-alert\nversion: 1\ndescription: Benchmark, one step per alert.\n\
 trigger: { on: alert.ingested }\nsteps:\n  - { id: first, uses: noop, with: { value: \"${{ $.alerts[0].title }}\" } }\n";
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: chrono::Duration) -> f64 {
-    d.num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0
-}
 
 fn run(args: &Args) -> Result<()> {
     if args.steps == 0 || args.runs == 0 {

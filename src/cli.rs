@@ -445,10 +445,10 @@ async fn start_engine(
     Ok(engine)
 }
 
-/// While the database is unreachable, looks every second whether it is back, so the
-/// process recovers by itself (ingestion answers 503 meanwhile instead of queueing).
+/// While the database is unreachable, looks four times a second whether it is back, so
+/// the process recovers by itself (ingestion answers 503 meanwhile instead of queueing).
 async fn watch_database(db: Db) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
     loop {
         tick.tick().await;
         if db.is_down() {

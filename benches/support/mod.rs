@@ -168,8 +168,11 @@ impl Server {
         config: Option<&Path>,
         env: &[(&str, &str)],
     ) -> Result<Server> {
-        let ready = db.dir.path().join("ready");
-        let log = db.dir.path().join("serve.log");
+        // Numbered, so several servers can share one database directory.
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let ready = db.dir.path().join(format!("ready-{n}"));
+        let log = db.dir.path().join(format!("serve-{n}.log"));
         let stderr = std::fs::File::create(&log).context("creating the server log")?;
         let mut cmd = db.tocsin();
         cmd.args(["serve", "--ready-file"])
@@ -302,6 +305,14 @@ impl CpuSnapshot {
     }
 }
 
+/// The 1-minute load average of the machine, from `/proc/loadavg`.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 /// The server's resident memory in KiB, from `/proc/<pid>/status`.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -310,4 +321,18 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
+}
+
+/// The value at fraction `p` (0..=1) of sorted samples, nearest rank; NaN when empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// A duration in milliseconds.
+pub fn ms(d: chrono::Duration) -> f64 {
+    d.num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0
 }

@@ -78,6 +78,9 @@ pub enum DbError {
     },
     #[error("database task failed: {0}")]
     Task(String),
+    /// Known to be unreachable just now (refused without trying, to fail fast).
+    #[error("the database is unreachable")]
+    Unavailable,
     #[error(
         "another tocsin serve is using the SQLite database {0}; SQLite serves one process \
          (run several processes on PostgreSQL)"
@@ -90,7 +93,7 @@ impl DbError {
     /// connection was cut), as opposed to a problem with the statement or the data.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            DbError::Connect(_) | DbError::Pool(_) => true,
+            DbError::Connect(_) | DbError::Pool(_) | DbError::Unavailable => true,
             DbError::Query(e) => query_error_is_unavailable(e),
             _ => false,
         }

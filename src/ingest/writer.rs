@@ -6,7 +6,7 @@
 use super::IngestError;
 use crate::cases::record::{self, PreparedAlert, Recorded};
 use crate::config::CasesConfig;
-use crate::db::{now, Db};
+use crate::db::{now, Db, DbError};
 use crate::events::Bus;
 use prometheus_client::metrics::counter::Counter;
 use std::sync::Arc;
@@ -113,6 +113,14 @@ async fn run(
                 Err(_) => break,
             }
         }
+        if db.is_down() {
+            // Fail fast: each attempt would wait for a connection timeout, and the
+            // queue behind it would grow; the clients retry after Retry-After.
+            for job in jobs {
+                let _ = job.reply.send(Err(IngestError::Db(DbError::Unavailable)));
+            }
+            continue;
+        }
         let db = db.clone();
         let config = config.clone();
         let stats = stats.clone();
@@ -154,6 +162,12 @@ fn commit(db: &Db, config: &CasesConfig, bus: &Bus, jobs: Vec<Job>, stats: &Stat
                 .inc_by(results.iter().map(|r| r.len() as u64).sum());
             for (job, result) in jobs.into_iter().zip(results) {
                 let _ = job.reply.send(Ok(result));
+            }
+        }
+        Err(IngestError::Db(e)) if e.is_unavailable() => {
+            // The database is gone: one request at a time would only wait longer.
+            for job in jobs {
+                let _ = job.reply.send(Err(IngestError::Db(DbError::Unavailable)));
             }
         }
         Err(err) if jobs.len() == 1 => {
