@@ -28,7 +28,7 @@ use tocsin::db::schema::{approval_gates, step_runs};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{BenchDb, Server, ms, percentile};
+use support::{ms, percentile, BenchDb, Server};
 
 #[derive(Parser, Debug)]
 #[command(about = "Approval decision → next step benchmark")]
@@ -48,16 +48,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("approval benchmark failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    support::exit_code("approval", run(&Args::parse()))
 }
-
 
 /// A local HTTP endpoint that answers `{}` and records when each request arrived.
 fn endpoint() -> Result<(String, Arc<Mutex<Vec<NaiveDateTime>>>)> {

@@ -28,11 +28,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tocsin::db::schema::playbook_runs;
-use tocsin::playbooks::engine::store;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{load_average, ms, percentile, BenchDb, CpuSnapshot, Server};
+use support::{load_average, ms, noop_playbook, percentile, BenchDb, CpuSnapshot, Server};
 
 #[derive(Parser, Debug)]
 #[command(about = "Scale-out benchmark: 1..N processes on PostgreSQL, and SQLite")]
@@ -67,14 +66,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("scale benchmark failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    support::exit_code("scale", run(&Args::parse()))
 }
 
 /// One configuration's figures.
@@ -133,18 +125,6 @@ fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn noop_playbook(steps: usize) -> String {
-    let mut y = String::from(
-        "id: bench-noop\nversion: 1\ndescription: Benchmark, built-in no-op steps.\ntrigger: { on: manual }\nsteps:\n",
-    );
-    for i in 0..steps {
-        y.push_str(&format!(
-            "  - {{ id: s{i}, uses: noop, with: {{ value: {i} }} }}\n"
-        ));
-    }
-    y
-}
-
 /// CPU of several processes since their snapshots: (their cores together, machine busy).
 fn cpu_since(before: &[CpuSnapshot], pids: &[u32]) -> (f64, f64) {
     let mut cores = 0.0;
@@ -189,36 +169,9 @@ fn measure(args: &Args, postgres: Option<&String>, processes: usize) -> Result<R
     })?;
 
     // Engine: queue the runs in one transaction, then wake every process.
-    let lib = tocsin::playbooks::library::load(
-        &dir.join("playbooks"),
-        &dir.join("integrations"),
-        Default::default(),
-    )
-    .map_err(|p| anyhow::anyhow!("bench playbooks: {p:?}"))?;
-    let pb = lib.playbooks["bench-noop"].0.clone();
     let before: Vec<CpuSnapshot> = pids.iter().map(|p| CpuSnapshot::take(*p)).collect();
     let runs = args.runs;
-    handle.write_sync(|conn| {
-        let hash = store::save_definition(conn, &pb)?;
-        let trigger = json!({ "kind": "manual" });
-        let inputs = json!({});
-        for _ in 0..runs {
-            store::insert_run(
-                conn,
-                &store::NewRun {
-                    playbook: &pb,
-                    definition_hash: &hash,
-                    case_id: None,
-                    trigger_kind: "manual",
-                    trigger_data: &trigger,
-                    inputs: &inputs,
-                    requested_by: "user:bench",
-                    parent_step_run_id: None,
-                },
-            )?;
-        }
-        Ok::<_, tocsin::db::DbError>(())
-    })?;
+    support::queue_noop_runs(&handle, dir, runs)?;
     if postgres.is_some() {
         handle.read_sync(|conn| {
             diesel::sql_query("NOTIFY tocsin_runs, 'bench'")
@@ -239,7 +192,10 @@ fn measure(args: &Args, postgres: Option<&String>, processes: usize) -> Result<R
             break;
         }
         if Instant::now() > deadline {
-            bail!("runs did not finish: {done}/{runs}\n{}", servers[0].log_tail());
+            bail!(
+                "runs did not finish: {done}/{runs}\n{}",
+                servers[0].log_tail()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -256,7 +212,10 @@ fn measure(args: &Args, postgres: Option<&String>, processes: usize) -> Result<R
             .map_err(tocsin::db::DbError::Query)
     })?;
     if spans.iter().any(|s| s.2 != "succeeded") {
-        bail!("some benchmark runs did not succeed\n{}", servers[0].log_tail());
+        bail!(
+            "some benchmark runs did not succeed\n{}",
+            servers[0].log_tail()
+        );
     }
     let first = spans.iter().filter_map(|s| s.0).min().context("no start")?;
     let last = spans.iter().filter_map(|s| s.1).max().context("no end")?;
@@ -294,7 +253,10 @@ fn measure(args: &Args, postgres: Option<&String>, processes: usize) -> Result<R
                         .collect();
                     let t = Instant::now();
                     let res = client
-                        .post(format!("{}/api/v1/ingest/bench", bases[(c + n) % bases.len()]))
+                        .post(format!(
+                            "{}/api/v1/ingest/bench",
+                            bases[(c + n) % bases.len()]
+                        ))
                         .bearer_auth(&token)
                         .json(&body)
                         .send()?;
@@ -320,7 +282,8 @@ fn measure(args: &Args, postgres: Option<&String>, processes: usize) -> Result<R
     std::thread::sleep(Duration::from_secs(args.seconds));
     stop.store(true, Ordering::Relaxed);
     for c in clients {
-        c.join().map_err(|_| anyhow::anyhow!("a client panicked"))??;
+        c.join()
+            .map_err(|_| anyhow::anyhow!("a client panicked"))??;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let (ingest_cpu, ingest_machine) = cpu_since(&before, &pids);

@@ -31,11 +31,22 @@ fn every_subcommand_has_help() {
         assert!(out.contains("Usage: tocsin"), "{args:?}: {out}");
     }
     let top = db.run_ok(&["--help"]);
-    for cmd in ["serve", "migrate", "user", "audit", "config", "backup", "retention"] {
+    for cmd in [
+        "serve",
+        "migrate",
+        "user",
+        "audit",
+        "config",
+        "backup",
+        "retention",
+    ] {
         assert!(top.contains(cmd), "top-level help lacks {cmd}: {top}");
     }
     let serve = db.run_ok(&["serve", "--help"]);
-    assert!(serve.contains("--role") && serve.contains("worker"), "{serve}");
+    assert!(
+        serve.contains("--role") && serve.contains("worker"),
+        "{serve}"
+    );
     let export = db.run_ok(&["audit", "export", "--help"]);
     assert!(export.contains("--since") && export.contains("--until") && export.contains("ndjson"));
 }

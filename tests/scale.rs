@@ -70,16 +70,7 @@ struct Setup {
 impl Setup {
     fn new(db: TestDb, playbooks: &[(&str, &str)]) -> Setup {
         let stub = Stub::start();
-        let dir = db.dir.path().join("playbooks");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::create_dir_all(db.dir.path().join("integrations")).unwrap();
-        for (id, yaml) in playbooks {
-            std::fs::write(
-                dir.join(format!("{id}.yaml")),
-                yaml.replace("STUB", &stub.base),
-            )
-            .unwrap();
-        }
+        common::write_playbooks(&db, &stub.base, playbooks);
         db.run_ok(&["migrate"]);
         db.add_user("ann", "analyst", PW);
         let ann = db.token("ann");
@@ -95,6 +86,17 @@ impl Setup {
             ann,
             hive,
         }
+    }
+
+    /// Makes every `/effect/...` call take `ms` milliseconds.
+    fn slow_effects(&self, ms: u64) {
+        self.stub.behave(
+            "/effect/",
+            Behavior {
+                delay: Duration::from_millis(ms),
+                ..Default::default()
+            },
+        );
     }
 
     /// Starts a server with `role` and a short lease, plus `extra` variables.
@@ -319,13 +321,7 @@ fn postgres() -> Option<TestDb> {
 fn three_processes_share_the_work_and_survive_a_kill() {
     let Some(db) = postgres() else { return };
     let s = Setup::new(db, &[("effect", EFFECT)]);
-    s.stub.behave(
-        "/effect/",
-        Behavior {
-            delay: Duration::from_millis(5),
-            ..Default::default()
-        },
-    );
+    s.slow_effects(5);
     let p1 = s.server("all", &[]);
     let mut p2 = s.server("all", &[]);
     let p3 = s.server("worker", &[]);
@@ -484,13 +480,7 @@ fn database_outage_gives_503_and_recovers() {
 /// after a restart every run finishes with each call made exactly once.
 fn sigterm_during_runs(db: TestDb) {
     let s = Setup::new(db, &[("effect", EFFECT)]);
-    s.stub.behave(
-        "/effect/",
-        Behavior {
-            delay: Duration::from_millis(300),
-            ..Default::default()
-        },
-    );
+    s.slow_effects(300);
     let mut p = s.server("all", &[]);
     let runs = s.start_runs(&p, "effect", 30);
     p.poll("calls in flight", || {
@@ -505,33 +495,13 @@ fn sigterm_during_runs(db: TestDb) {
     assert_eq!(s.stub.hits_under("/effect/").len(), runs.len());
 }
 
-#[test]
-fn sigterm_during_runs_sqlite() {
-    if let Some(db) = TestDb::new(Backend::Sqlite) {
-        sigterm_during_runs(db);
-    }
-}
-
-#[test]
-fn sigterm_during_runs_postgres() {
-    if let Some(db) = postgres() {
-        sigterm_during_runs(db);
-    }
-}
-
 /// SIGTERM to one of two processes: its runs are handed back and the other process
 /// finishes them at once, without a restart; each call made exactly once.
 #[test]
 fn sigterm_hands_runs_to_another_process() {
     let Some(db) = postgres() else { return };
     let s = Setup::new(db, &[("effect", EFFECT)]);
-    s.stub.behave(
-        "/effect/",
-        Behavior {
-            delay: Duration::from_millis(300),
-            ..Default::default()
-        },
-    );
+    s.slow_effects(300);
     let mut p1 = s.server("all", &[]);
     let p2 = s.server("worker", &[]);
     let runs = s.start_runs(&p1, "effect", 40);
@@ -676,20 +646,6 @@ fn retention_keeps_the_audit_chain(db: TestDb) {
     s.audit_verifies();
 }
 
-#[test]
-fn retention_keeps_the_audit_chain_sqlite() {
-    if let Some(db) = TestDb::new(Backend::Sqlite) {
-        retention_keeps_the_audit_chain(db);
-    }
-}
-
-#[test]
-fn retention_keeps_the_audit_chain_postgres() {
-    if let Some(db) = postgres() {
-        retention_keeps_the_audit_chain(db);
-    }
-}
-
 /// `tocsin backup` while the server ingests: the copy holds every alert acknowledged
 /// before the backup started, verifies, and serves after a restore.
 #[test]
@@ -782,3 +738,5 @@ fn a_stalled_writer_answers_503_and_recovers() {
     let ready = client.get(p.url("/readyz")).send().unwrap();
     assert_eq!(ready.status(), 200);
 }
+
+both_backends!(sigterm_during_runs, retention_keeps_the_audit_chain);

@@ -336,3 +336,61 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 pub fn ms(d: chrono::Duration) -> f64 {
     d.num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0
 }
+
+/// A playbook `bench-noop` of `steps` built-in `noop` steps, started manually.
+pub fn noop_playbook(steps: usize) -> String {
+    let mut y = String::from(
+        "id: bench-noop\nversion: 1\ndescription: Benchmark, built-in no-op steps.\ntrigger: { on: manual }\nsteps:\n",
+    );
+    for i in 0..steps {
+        y.push_str(&format!(
+            "  - {{ id: s{i}, uses: noop, with: {{ value: {i} }} }}\n"
+        ));
+    }
+    y
+}
+
+/// Inserts `runs` pending runs of `bench-noop` (from `dir/playbooks`) in one transaction.
+pub fn queue_noop_runs(handle: &tocsin::db::Db, dir: &Path, runs: usize) -> Result<()> {
+    use tocsin::playbooks::engine::store;
+    let lib = tocsin::playbooks::library::load(
+        &dir.join("playbooks"),
+        &dir.join("integrations"),
+        Default::default(),
+    )
+    .map_err(|p| anyhow!("bench playbooks: {p:?}"))?;
+    let pb = lib.playbooks["bench-noop"].0.clone();
+    handle.write_sync(|conn| {
+        let hash = store::save_definition(conn, &pb)?;
+        let trigger = serde_json::json!({ "kind": "manual" });
+        let inputs = serde_json::json!({});
+        for _ in 0..runs {
+            store::insert_run(
+                conn,
+                &store::NewRun {
+                    playbook: &pb,
+                    definition_hash: &hash,
+                    case_id: None,
+                    trigger_kind: "manual",
+                    trigger_data: &trigger,
+                    inputs: &inputs,
+                    requested_by: "user:bench",
+                    parent_step_run_id: None,
+                },
+            )?;
+        }
+        Ok::<_, tocsin::db::DbError>(())
+    })?;
+    Ok(())
+}
+
+/// The exit code of a benchmark's `main`, printing the error chain of a failure.
+pub fn exit_code(name: &str, result: Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name} benchmark failed: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -427,10 +427,7 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        let db = self.clone();
-        tokio::task::spawn_blocking(move || db.read_sync(f))
-            .await
-            .map_err(|e| E::from(DbError::Task(e.to_string())))?
+        self.blocking(move |db| db.read_sync(f)).await
     }
 
     /// Runs `f` in one write transaction on the blocking pool.
@@ -440,8 +437,19 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + From<diesel::result::Error> + Send + 'static,
     {
+        self.blocking(move |db| db.write_sync(f)).await
+    }
+
+    async fn blocking<T, E>(
+        &self,
+        f: impl FnOnce(&Db) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || db.write_sync(f))
+        tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(|e| E::from(DbError::Task(e.to_string())))?
     }
@@ -453,10 +461,7 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + From<diesel::result::Error> + Send + 'static,
     {
-        let db = self.clone();
-        tokio::task::spawn_blocking(move || db.write_unchained_sync(f))
-            .await
-            .map_err(|e| E::from(DbError::Task(e.to_string())))?
+        self.blocking(move |db| db.write_unchained_sync(f)).await
     }
 
     /// Applies every pending migration; returns the versions applied.

@@ -4,7 +4,9 @@
 //! answered before its alerts are committed.
 
 use super::IngestError;
+use crate::audit::AuditError;
 use crate::cases::record::{self, PreparedAlert, Recorded};
+use crate::cases::CaseError;
 use crate::config::CasesConfig;
 use crate::db::{now, Db, DbError};
 use crate::events::Bus;
@@ -164,7 +166,7 @@ fn commit(db: &Db, config: &CasesConfig, bus: &Bus, jobs: Vec<Job>, stats: &Stat
                 let _ = job.reply.send(Ok(result));
             }
         }
-        Err(IngestError::Db(e)) if e.is_unavailable() => {
+        Err(CaseError::Db(e) | CaseError::Audit(AuditError::Db(e))) if e.is_unavailable() => {
             // The database is gone: one request at a time would only wait longer.
             for job in jobs {
                 let _ = job.reply.send(Err(IngestError::Db(DbError::Unavailable)));
