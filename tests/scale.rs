@@ -383,7 +383,19 @@ fn roles_split_http_and_workers() {
     );
     let worker = s.server("worker", &[]);
     s.wait_runs_finished(5, || worker.stderr());
+    // The http process announces new runs on `tocsin_runs` (what wakes the workers).
+    use diesel::{Connection, RunQueryDsl};
+    let mut listener = diesel::PgConnection::establish(&s.db.url).unwrap();
+    diesel::sql_query("LISTEN tocsin_runs")
+        .execute(&mut listener)
+        .unwrap();
     let more = s.start_runs(&http, "effect", 5);
+    http.poll("a NOTIFY on tocsin_runs", || {
+        listener
+            .notifications_iter()
+            .filter_map(Result::ok)
+            .find(|n| n.channel == "tocsin_runs")
+    });
     s.wait_runs_finished(10, || worker.stderr());
     s.check_effects(runs.len() + more.len());
     let res = browser().get(worker.url("/api/v1/me")).send().unwrap();
