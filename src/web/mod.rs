@@ -23,6 +23,9 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// How often the change feed reads the database while console pages follow it.
+const LIVE_POLL: std::time::Duration = std::time::Duration::from_millis(750);
+
 /// What every handler can reach.
 pub struct AppState {
     pub db: Db,
@@ -39,6 +42,8 @@ pub struct AppState {
     pub bus: Bus,
     /// The playbook engine, when it runs in this process.
     pub engine: Option<Arc<Engine>>,
+    /// The change feed console pages follow (`GET /live`).
+    pub live: crate::live::Feed,
 }
 
 impl AppState {
@@ -63,6 +68,7 @@ impl AppState {
             config.ingest.source_cache_seconds,
         ));
         AppState {
+            live: crate::live::Feed::start(db.clone(), LIVE_POLL),
             writer,
             bus,
             engine: None,
@@ -83,6 +89,13 @@ pub async fn serve(state: web::Data<AppState>, listener: TcpListener) -> std::io
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
+    // Console pages hold their change streams open; end them when the process is asked
+    // to stop, or the graceful shutdown would wait for them until its timeout.
+    let live = state.live.clone();
+    tokio::spawn(async move {
+        stop_requested().await;
+        live.close();
+    });
     HttpServer::new(move || app(state.clone()))
         .workers(workers)
         .shutdown_timeout(30)
@@ -125,6 +138,29 @@ pub fn app(
         .configure(health::routes)
         .service(web::scope("/api/v1").configure(api::routes))
         .configure(console::routes)
+}
+
+/// Resolves on SIGINT or SIGTERM (actix-web listens for them too and stops the server).
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn security_headers(hsts: bool) -> DefaultHeaders {
