@@ -16,6 +16,7 @@ pub mod events;
 pub mod ingest;
 pub mod integrations;
 pub mod jsonpath;
+pub mod live;
 pub mod metrics;
 pub mod playbooks;
 pub mod retention;

@@ -23,6 +23,9 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// How often the change feed reads the database while console pages follow it.
+const LIVE_POLL: std::time::Duration = std::time::Duration::from_millis(750);
+
 /// What every handler can reach.
 pub struct AppState {
     pub db: Db,
@@ -39,6 +42,8 @@ pub struct AppState {
     pub bus: Bus,
     /// The playbook engine, when it runs in this process.
     pub engine: Option<Arc<Engine>>,
+    /// The change feed console pages follow (`GET /live`).
+    pub live: crate::live::Feed,
 }
 
 impl AppState {
@@ -63,6 +68,7 @@ impl AppState {
             config.ingest.source_cache_seconds,
         ));
         AppState {
+            live: crate::live::Feed::start(db.clone(), LIVE_POLL),
             writer,
             bus,
             engine: None,
@@ -116,42 +122,21 @@ pub async fn serve(
     };
     let handle = server.handle();
     let running = tokio::spawn(server);
-    let signal = stop_signal();
+    let signal = stop_requested();
     tokio::pin!(signal);
     tokio::select! {
         r = running => return r.map_err(std::io::Error::other)?,
         _ = &mut signal => {}
     }
     tracing::info!("stopping: refusing new connections, finishing work in flight");
+    // Console pages hold their change streams open; end them, or the graceful shutdown
+    // would wait for them until its timeout.
+    state.live.close();
     if let Some(engine) = &state.engine {
         engine.begin_shutdown();
     }
     handle.stop(true).await;
     Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// A worker's listener: health, readiness and metrics only.
@@ -207,6 +192,29 @@ pub fn app(
         .configure(health::routes)
         .service(web::scope("/api/v1").configure(api::routes))
         .configure(console::routes)
+}
+
+/// Resolves on SIGINT or SIGTERM (actix-web's own handling is off: `serve` stops it).
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn security_headers(hsts: bool) -> DefaultHeaders {
