@@ -29,7 +29,7 @@ use tocsin::db::schema::{playbook_runs, step_runs};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{ms, noop_playbook, percentile, rss_kib, BenchDb, CpuSnapshot, Server};
+use support::{ms, percentile, rss_kib, BenchDb, CpuSnapshot, Server};
 
 #[derive(Parser, Debug)]
 #[command(about = "Playbook engine benchmark")]
@@ -71,17 +71,8 @@ fn run(args: &Args) -> Result<()> {
     let db = BenchDb::create(args.postgres.as_deref())?;
     eprintln!("database: {}", db.describe());
     let dir = db.dir.path();
-    std::fs::create_dir_all(dir.join("playbooks"))?;
-    std::fs::create_dir_all(dir.join("integrations"))?;
-    std::fs::write(
-        dir.join("playbooks/bench-noop.yaml"),
-        noop_playbook(args.steps),
-    )?;
+    db.prepare_noop(args.steps)?;
     std::fs::write(dir.join("playbooks/bench-alert.yaml"), ALERT_PLAYBOOK)?;
-    let out = db.tocsin().arg("migrate").output()?;
-    if !out.status.success() {
-        bail!("migrate failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
     let ingest_token = db.add_source("bench", "thehive", None)?;
     let api_token = db.add_user_with_token("bench", "admin", None)?;
 

@@ -31,7 +31,7 @@ use tocsin::db::schema::playbook_runs;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{load_average, ms, noop_playbook, percentile, BenchDb, CpuSnapshot, Server};
+use support::{load_average, ms, percentile, BenchDb, CpuSnapshot, Server};
 
 #[derive(Parser, Debug)]
 #[command(about = "Scale-out benchmark: 1..N processes on PostgreSQL, and SQLite")]
@@ -147,16 +147,7 @@ fn measure(args: &Args, postgres: Option<&String>, processes: usize) -> Result<R
     };
     eprintln!("{backend}, {processes} process(es): {}", db.describe());
     let dir = db.dir.path();
-    std::fs::create_dir_all(dir.join("playbooks"))?;
-    std::fs::create_dir_all(dir.join("integrations"))?;
-    std::fs::write(
-        dir.join("playbooks/bench-noop.yaml"),
-        noop_playbook(args.steps),
-    )?;
-    let out = db.tocsin().arg("migrate").output()?;
-    if !out.status.success() {
-        bail!("migrate failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    db.prepare_noop(args.steps)?;
     let ingest_token = db.add_source("bench", "thehive", None)?;
     let servers: Vec<Server> = (0..processes)
         .map(|_| Server::start(&db, "warn", None, &[]))

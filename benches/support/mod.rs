@@ -53,6 +53,20 @@ impl BenchDb {
         })
     }
 
+    /// Writes the `bench-noop` playbook of `steps` steps (see [`noop_playbook`]) and an
+    /// empty integrations folder, then applies the migrations.
+    pub fn prepare_noop(&self, steps: usize) -> Result<()> {
+        let dir = self.dir.path();
+        std::fs::create_dir_all(dir.join("playbooks"))?;
+        std::fs::create_dir_all(dir.join("integrations"))?;
+        std::fs::write(dir.join("playbooks/bench-noop.yaml"), noop_playbook(steps))?;
+        let out = self.tocsin().arg("migrate").output()?;
+        if !out.status.success() {
+            bail!("migrate failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
     pub fn describe(&self) -> String {
         match &self.postgres {
             Some((_, name)) => format!("PostgreSQL, database {name}"),
