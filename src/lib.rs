@@ -19,5 +19,6 @@ pub mod jsonpath;
 pub mod live;
 pub mod metrics;
 pub mod playbooks;
+pub mod retention;
 pub mod telemetry;
 pub mod web;

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod proxy;
 pub mod smtp;
 pub mod stub;
 
@@ -491,4 +492,19 @@ pub fn hive_alert(reference: &str, title: &str, ip: &str) -> serde_json::Value {
 /// A path inside the test database's directory.
 pub fn path_in(db: &TestDb, name: &str) -> PathBuf {
     Path::new(db.dir.path()).join(name)
+}
+
+/// Writes `playbooks` (id → YAML, where `STUB` stands for `stub_base`) into the test's
+/// `playbooks/` folder, and creates an empty `integrations/` beside it.
+pub fn write_playbooks(db: &TestDb, stub_base: &str, playbooks: &[(&str, &str)]) {
+    let dir = db.dir.path().join("playbooks");
+    std::fs::create_dir_all(&dir).expect("playbooks dir");
+    std::fs::create_dir_all(db.dir.path().join("integrations")).expect("integrations dir");
+    for (id, yaml) in playbooks {
+        std::fs::write(
+            dir.join(format!("{id}.yaml")),
+            yaml.replace("STUB", stub_base),
+        )
+        .expect("write playbook");
+    }
 }
