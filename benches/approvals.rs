@@ -28,7 +28,7 @@ use tocsin::db::schema::{approval_gates, step_runs};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{BenchDb, Server};
+use support::{ms, percentile, BenchDb, Server};
 
 #[derive(Parser, Debug)]
 #[command(about = "Approval decision → next step benchmark")]
@@ -48,26 +48,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("approval benchmark failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: chrono::Duration) -> f64 {
-    d.num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0
+    support::exit_code("approval", run(&Args::parse()))
 }
 
 /// A local HTTP endpoint that answers `{}` and records when each request arrived.

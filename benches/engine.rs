@@ -26,11 +26,10 @@ use serde_json::{json, Value};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tocsin::db::schema::{playbook_runs, step_runs};
-use tocsin::playbooks::engine::store;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{rss_kib, BenchDb, CpuSnapshot, Server};
+use support::{ms, percentile, rss_kib, BenchDb, CpuSnapshot, Server};
 
 #[derive(Parser, Debug)]
 #[command(about = "Playbook engine benchmark")]
@@ -59,42 +58,11 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("engine benchmark failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn noop_playbook(steps: usize) -> String {
-    let mut y = String::from(
-        "id: bench-noop\nversion: 1\ndescription: Benchmark, built-in no-op steps.\ntrigger: { on: manual }\nsteps:\n",
-    );
-    for i in 0..steps {
-        y.push_str(&format!(
-            "  - {{ id: s{i}, uses: noop, with: {{ value: {i} }} }}\n"
-        ));
-    }
-    y
+    support::exit_code("engine", run(&Args::parse()))
 }
 
 const ALERT_PLAYBOOK: &str = "id: bench-alert\nversion: 1\ndescription: Benchmark, one step per alert.\n\
 trigger: { on: alert.ingested }\nsteps:\n  - { id: first, uses: noop, with: { value: \"${{ $.alerts[0].title }}\" } }\n";
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: chrono::Duration) -> f64 {
-    d.num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0
-}
 
 fn run(args: &Args) -> Result<()> {
     if args.steps == 0 || args.runs == 0 {
@@ -103,17 +71,8 @@ fn run(args: &Args) -> Result<()> {
     let db = BenchDb::create(args.postgres.as_deref())?;
     eprintln!("database: {}", db.describe());
     let dir = db.dir.path();
-    std::fs::create_dir_all(dir.join("playbooks"))?;
-    std::fs::create_dir_all(dir.join("integrations"))?;
-    std::fs::write(
-        dir.join("playbooks/bench-noop.yaml"),
-        noop_playbook(args.steps),
-    )?;
+    db.prepare_noop(args.steps)?;
     std::fs::write(dir.join("playbooks/bench-alert.yaml"), ALERT_PLAYBOOK)?;
-    let out = db.tocsin().arg("migrate").output()?;
-    if !out.status.success() {
-        bail!("migrate failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
     let ingest_token = db.add_source("bench", "thehive", None)?;
     let api_token = db.add_user_with_token("bench", "admin", None)?;
 
@@ -123,36 +82,9 @@ fn run(args: &Args) -> Result<()> {
         pool_size: 2,
         ..Default::default()
     })?;
-    let lib = tocsin::playbooks::library::load(
-        &dir.join("playbooks"),
-        &dir.join("integrations"),
-        Default::default(),
-    )
-    .map_err(|p| anyhow::anyhow!("bench playbooks: {p:?}"))?;
-    let pb = lib.playbooks["bench-noop"].0.clone();
     let queued = Instant::now();
     let runs = args.runs;
-    handle.write_sync(|conn| {
-        let hash = store::save_definition(conn, &pb)?;
-        let trigger = json!({ "kind": "manual" });
-        let inputs = json!({});
-        for _ in 0..runs {
-            store::insert_run(
-                conn,
-                &store::NewRun {
-                    playbook: &pb,
-                    definition_hash: &hash,
-                    case_id: None,
-                    trigger_kind: "manual",
-                    trigger_data: &trigger,
-                    inputs: &inputs,
-                    requested_by: "user:bench",
-                    parent_step_run_id: None,
-                },
-            )?;
-        }
-        Ok::<_, tocsin::db::DbError>(())
-    })?;
+    support::queue_noop_runs(&handle, dir, runs)?;
     eprintln!(
         "queued {runs} runs in {:.1} s",
         queued.elapsed().as_secs_f64()

@@ -52,6 +52,24 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Copy the SQLite database to a new file while the server runs (consistent snapshot).
+    Backup(BackupArgs),
+    /// Apply the data retention settings now ([retention]); audit events are kept.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+#[derive(Debug, Args)]
+struct BackupArgs {
+    /// The file to write (must not exist). Restore by stopping Tocsin and putting this
+    /// file in place of the database file (removing its -wal and -shm files).
+    output: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum RetentionCommand {
+    /// Run one retention pass and print what it removed.
+    Run,
 }
 
 #[derive(Debug, Args)]
@@ -62,6 +80,19 @@ struct ServeArgs {
     /// Write the bound address to this file once listening (for supervisors and tests).
     #[arg(long, value_name = "PATH", hide = true)]
     ready_file: Option<PathBuf>,
+    /// What this process does: `all` (HTTP and workers), `http` (API, ingestion, console;
+    /// no playbook runs, no e-mail delivery) or `worker` (playbook engine, e-mail sender,
+    /// retention; HTTP only for /healthz, /readyz, /metrics). Several processes need
+    /// PostgreSQL.
+    #[arg(long, value_enum, default_value = "all", env = "TOCSIN_ROLE")]
+    role: RoleArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RoleArg {
+    All,
+    Http,
+    Worker,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -220,7 +251,44 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             eprintln!("configuration is valid");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Backup(args) => backup(&config, &args),
+        Command::Retention(RetentionCommand::Run) => retention(&config),
     }
+}
+
+fn backup(config: &Config, args: &BackupArgs) -> Result<ExitCode> {
+    let db = open(config)?;
+    db.backup_sqlite(&args.output)?;
+    let target = args.output.display().to_string();
+    db.write_sync(|conn| {
+        tocsin::audit::append(
+            conn,
+            tocsin::audit::NewEvent::new(
+                &cli_actor(),
+                "backup.created",
+                "database",
+                serde_json::json!({ "file": target }),
+            ),
+        )
+    })?;
+    eprintln!("backup written to {}", args.output.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn retention(config: &Config) -> Result<ExitCode> {
+    let db = open_migrated(config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let purged = runtime.block_on(tocsin::retention::run(
+        &db,
+        &config.retention,
+        tocsin::db::now(),
+        &cli_actor(),
+    ))?;
+    println!("{}", serde_json::to_string(&purged)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn open(config: &Config) -> Result<Db> {
@@ -256,6 +324,12 @@ fn serve(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let db = open(&config)?;
+        // Held until the process exits: a second server on the same SQLite file refuses
+        // to start rather than fight over it.
+        let _single = db.lock_single_server()?;
+        if db.backend() == tocsin::db::Backend::Sqlite && args.role != RoleArg::All {
+            tracing::warn!(role = ?args.role, "SQLite serves one process: with role http or worker alone, nothing does the other half of the work");
+        }
         let applied = db.migrate().context("applying migrations")?;
         if !applied.is_empty() {
             tracing::info!(migrations = ?applied, "applied migrations");
@@ -271,8 +345,12 @@ fn serve(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
                 "the scheduler's clock is shifted by a test offset file; never set this in production"
             );
         }
+        state.bus.connect(tocsin::db::notify::Notifier::start(&db));
+        let runs_work = args.role != RoleArg::Http;
         if state.config.engine.enabled {
-            let engine = start_engine(&state).await?;
+            // An HTTP-only process still loads the playbooks (manual runs, decisions and
+            // triggers are recorded there) but drives no run.
+            let engine = start_engine(&state, runs_work).await?;
             state.engine = Some(engine);
         }
         let state = actix_web::web::Data::new(state);
@@ -292,23 +370,27 @@ fn serve(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
             std::fs::write(path, format!("{bound}\n")).with_context(|| format!("writing {}", path.display()))?;
         }
         tokio::spawn(maintenance(state.clone()));
-        match tocsin::email::sender::Sender::new(
-            db.clone(),
-            state.config.email.clone(),
-            state.public_url.clone(),
-            state.clock.clone(),
-        )
-        .context("starting the e-mail sender")?
-        {
-            Some(sender) => sender.start(),
-            None => tracing::info!("no SMTP host configured (email.host): e-mail stays in the outbox"),
+        tokio::spawn(watch_database(db.clone()));
+        if runs_work {
+            tokio::spawn(tocsin::retention::run_periodically(db.clone(), state.config.retention.clone()));
+            match tocsin::email::sender::Sender::new(
+                db.clone(),
+                state.config.email.clone(),
+                state.public_url.clone(),
+                state.clock.clone(),
+            )
+            .context("starting the e-mail sender")?
+            {
+                Some(sender) => sender.start(),
+                None => tracing::info!("no SMTP host configured (email.host): e-mail stays in the outbox"),
+            }
         }
-        web::serve(state.clone(), listener).await?;
+        let routes = if args.role == RoleArg::Worker { web::Routes::HealthOnly } else { web::Routes::All };
+        web::serve(state.clone(), listener, routes).await?;
         if let Some(engine) = &state.engine {
             // HTTP has drained; let calls in flight finish and be recorded rather than be
-            // found interrupted at the next start.
-            let grace = std::time::Duration::from_secs(state.config.engine.shutdown_grace_seconds);
-            engine.shutdown(grace).await;
+            // found interrupted at the next start (the grace period counts from SIGTERM).
+            engine.shutdown().await;
         }
         tracing::info!("tocsin stopped");
         Ok(ExitCode::SUCCESS)
@@ -319,6 +401,7 @@ fn serve(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
 /// half-loaded) and starts the engine's loops.
 async fn start_engine(
     state: &AppState,
+    run_loops: bool,
 ) -> Result<std::sync::Arc<tocsin::playbooks::engine::Engine>> {
     use tocsin::integrations::executor::Executor;
     use tocsin::integrations::secrets::Secrets;
@@ -360,13 +443,27 @@ async fn start_engine(
     )
     .await
     .context("starting the playbook engine")?;
-    engine.start();
+    if run_loops {
+        engine.start();
+    }
     tracing::info!(
         playbooks = lib.playbooks.len(),
         integrations = lib.integrations.len(),
         "playbook engine started"
     );
     Ok(engine)
+}
+
+/// While the database is unreachable, looks four times a second whether it is back, so
+/// the process recovers by itself (ingestion answers 503 meanwhile instead of queueing).
+async fn watch_database(db: Db) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        if db.is_down() {
+            db.ping().await;
+        }
+    }
 }
 
 /// Housekeeping that keeps tables and memory bounded.

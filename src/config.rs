@@ -51,6 +51,7 @@ pub struct Config {
     pub engine: EngineConfig,
     pub email: EmailConfig,
     pub approvals: ApprovalsConfig,
+    pub retention: RetentionConfig,
 }
 
 /// Where data lives.
@@ -103,6 +104,33 @@ pub struct HttpConfig {
     pub max_form_bytes: usize,
     /// Worker threads for the HTTP server; 0 means one per core.
     pub workers: usize,
+    /// On SIGTERM, seconds that requests in flight may take to finish (new connections
+    /// are refused at once).
+    pub shutdown_grace_seconds: u64,
+}
+
+/// How long data is kept. Audit events are never deleted: the chain stays verifiable.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days an alert's raw payload is kept after the alert was last seen; 0 keeps it
+    /// forever. The normalized alert and its observables stay.
+    pub raw_payload_days: u32,
+    /// Days a closed case (with its alerts, comments and playbook runs) is kept after it
+    /// was closed; 0 keeps closed cases forever.
+    pub closed_case_days: u32,
+    /// Minutes between two retention passes of `tocsin serve`.
+    pub interval_minutes: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            raw_payload_days: 0,
+            closed_case_days: 0,
+            interval_minutes: 60,
+        }
+    }
 }
 
 /// Sessions, tokens and login throttling.
@@ -394,6 +422,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             email: EmailConfig::default(),
             approvals: ApprovalsConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -424,6 +453,7 @@ impl Default for HttpConfig {
             max_body_bytes: 1024 * 1024,
             max_form_bytes: 64 * 1024,
             workers: 0,
+            shutdown_grace_seconds: 30,
         }
     }
 }
@@ -451,6 +481,23 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("TOCSIN_LOG_LEVEL", "log.level"),
     ("TOCSIN_ENGINE_ENABLED", "engine.enabled"),
     ("TOCSIN_ENGINE_LEASE_SECONDS", "engine.lease_seconds"),
+    (
+        "TOCSIN_ENGINE_SHUTDOWN_GRACE_SECONDS",
+        "engine.shutdown_grace_seconds",
+    ),
+    (
+        "TOCSIN_HTTP_SHUTDOWN_GRACE_SECONDS",
+        "http.shutdown_grace_seconds",
+    ),
+    ("TOCSIN_INGEST_QUEUE_CAPACITY", "ingest.queue_capacity"),
+    (
+        "TOCSIN_RETENTION_RAW_PAYLOAD_DAYS",
+        "retention.raw_payload_days",
+    ),
+    (
+        "TOCSIN_RETENTION_CLOSED_CASE_DAYS",
+        "retention.closed_case_days",
+    ),
     ("TOCSIN_PLAYBOOKS_DIR", "playbooks.dir"),
     (
         "TOCSIN_PLAYBOOKS_INTEGRATIONS_DIR",
@@ -548,6 +595,26 @@ impl Config {
                 }
                 "engine.lease_seconds" => {
                     self.engine.lease_seconds =
+                        value.parse().map_err(|e| bad(format!("{e}: {value:?}")))?
+                }
+                "engine.shutdown_grace_seconds" => {
+                    self.engine.shutdown_grace_seconds =
+                        value.parse().map_err(|e| bad(format!("{e}: {value:?}")))?
+                }
+                "http.shutdown_grace_seconds" => {
+                    self.http.shutdown_grace_seconds =
+                        value.parse().map_err(|e| bad(format!("{e}: {value:?}")))?
+                }
+                "ingest.queue_capacity" => {
+                    self.ingest.queue_capacity =
+                        value.parse().map_err(|e| bad(format!("{e}: {value:?}")))?
+                }
+                "retention.raw_payload_days" => {
+                    self.retention.raw_payload_days =
+                        value.parse().map_err(|e| bad(format!("{e}: {value:?}")))?
+                }
+                "retention.closed_case_days" => {
+                    self.retention.closed_case_days =
                         value.parse().map_err(|e| bad(format!("{e}: {value:?}")))?
                 }
                 "email.host" => self.email.host = value,
@@ -678,6 +745,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "http.max_form_bytes",
                 "must be at least 1024",
+            ));
+        }
+        if self.retention.interval_minutes == 0 {
+            return Err(ConfigError::invalid(
+                "retention.interval_minutes",
+                "must be at least 1",
             ));
         }
         let ingest = &self.ingest;

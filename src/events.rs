@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
+use crate::db::notify::{Channel, Notifier};
+
 /// The events playbooks can be triggered by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
@@ -61,6 +63,8 @@ pub struct Bus {
 struct BusInner {
     wanted: AtomicU8,
     notify: Notify,
+    /// Wake-ups for the dispatchers of other processes (PostgreSQL).
+    peers: std::sync::OnceLock<Notifier>,
 }
 
 impl Bus {
@@ -86,12 +90,31 @@ impl Bus {
         self.inner.wanted.load(Ordering::Acquire) != 0
     }
 
-    /// Wakes the dispatcher after a commit that may have written events; nothing when no
-    /// kind is listened to (a wake-up costs the dispatcher a query).
+    /// Sends wake-ups to other processes' dispatchers too, through `notifier`.
+    pub fn connect(&self, notifier: Notifier) {
+        let _ = self.inner.peers.set(notifier);
+    }
+
+    /// Wakes the dispatchers (this process's and, on PostgreSQL, the others') after a
+    /// commit that may have written events; nothing when no kind is listened to (a
+    /// wake-up costs a dispatcher a query).
     pub fn wake(&self) {
         if self.wants_any() {
             self.inner.notify.notify_one();
+            if let Some(peers) = self.inner.peers.get() {
+                peers.announce(Channel::Events);
+            }
         }
+    }
+
+    /// The wake-ups to other processes, when connected.
+    pub fn peers(&self) -> Option<&Notifier> {
+        self.inner.peers.get()
+    }
+
+    /// Wakes this process's dispatcher only (another process announced events).
+    pub fn wake_local(&self) {
+        self.inner.notify.notify_one();
     }
 
     /// Waits for [`Bus::wake`].

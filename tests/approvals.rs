@@ -43,16 +43,7 @@ impl Env {
         extra: &[(&str, &str)],
     ) -> Env {
         let stub = Stub::start();
-        let dir = db.dir.path().join("playbooks");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::create_dir_all(db.dir.path().join("integrations")).unwrap();
-        for (id, yaml) in playbooks {
-            std::fs::write(
-                dir.join(format!("{id}.yaml")),
-                yaml.replace("STUB", &stub.base),
-            )
-            .unwrap();
-        }
+        common::write_playbooks(&db, &stub.base, playbooks);
         for (name, role) in [
             ("ann", "analyst"),
             ("rex", "responder"),

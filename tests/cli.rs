@@ -24,14 +24,29 @@ fn every_subcommand_has_help() {
         vec!["audit", "verify", "--help"],
         vec!["audit", "export", "--help"],
         vec!["config", "check", "--help"],
+        vec!["backup", "--help"],
+        vec!["retention", "run", "--help"],
     ] {
         let out = db.run_ok(&args);
         assert!(out.contains("Usage: tocsin"), "{args:?}: {out}");
     }
     let top = db.run_ok(&["--help"]);
-    for cmd in ["serve", "migrate", "user", "audit", "config"] {
+    for cmd in [
+        "serve",
+        "migrate",
+        "user",
+        "audit",
+        "config",
+        "backup",
+        "retention",
+    ] {
         assert!(top.contains(cmd), "top-level help lacks {cmd}: {top}");
     }
+    let serve = db.run_ok(&["serve", "--help"]);
+    assert!(
+        serve.contains("--role") && serve.contains("worker"),
+        "{serve}"
+    );
     let export = db.run_ok(&["audit", "export", "--help"]);
     assert!(export.contains("--since") && export.contains("--until") && export.contains("ndjson"));
 }

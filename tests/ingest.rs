@@ -9,17 +9,8 @@ use std::path::Path;
 
 const PW: &str = "correct horse battery";
 
-/// Creates a source through the CLI; returns (token, hmac secret).
 fn add_source(db: &TestDb, name: &str, kind: &str, extra: &[&str]) -> (String, Option<String>) {
-    let mut args = vec!["source", "add", name, "--kind", kind];
-    args.extend_from_slice(extra);
-    let out = db.run_ok(&args);
-    let get = |key: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}=")))
-            .map(str::to_string)
-    };
-    (get("token").expect("token printed"), get("hmac_secret"))
+    db.add_source(name, kind, extra)
 }
 
 fn post(
@@ -43,14 +34,7 @@ fn post(
     )
 }
 
-/// A TheHive alert with an IP observable.
-fn hive(reference: &str, title: &str, ip: &str) -> Value {
-    json!({
-        "type": "external", "source": "siem", "sourceRef": reference, "title": title,
-        "description": "from the test", "severity": 2, "date": 1795600800000u64,
-        "observables": [ { "dataType": "ip", "data": ip } ]
-    })
-}
+use common::hive_alert as hive;
 
 fn count(db: &TestDb, table: &str) -> i64 {
     db.query_i64(&format!("SELECT COUNT(*) AS n FROM {table}"))

@@ -181,7 +181,7 @@ fn mutate(event: &mut Value, mut choice: usize, with: Value) {
             Value::Array(a) => a.len(),
             _ => 0,
         };
-        if children == 0 || choice % 4 == 0 {
+        if children == 0 || choice.is_multiple_of(4) {
             *slot = with;
             return;
         }

@@ -53,6 +53,20 @@ impl BenchDb {
         })
     }
 
+    /// Writes the `bench-noop` playbook of `steps` steps (see [`noop_playbook`]) and an
+    /// empty integrations folder, then applies the migrations.
+    pub fn prepare_noop(&self, steps: usize) -> Result<()> {
+        let dir = self.dir.path();
+        std::fs::create_dir_all(dir.join("playbooks"))?;
+        std::fs::create_dir_all(dir.join("integrations"))?;
+        std::fs::write(dir.join("playbooks/bench-noop.yaml"), noop_playbook(steps))?;
+        let out = self.tocsin().arg("migrate").output()?;
+        if !out.status.success() {
+            bail!("migrate failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
     pub fn describe(&self) -> String {
         match &self.postgres {
             Some((_, name)) => format!("PostgreSQL, database {name}"),
@@ -168,8 +182,11 @@ impl Server {
         config: Option<&Path>,
         env: &[(&str, &str)],
     ) -> Result<Server> {
-        let ready = db.dir.path().join("ready");
-        let log = db.dir.path().join("serve.log");
+        // Numbered, so several servers can share one database directory.
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let ready = db.dir.path().join(format!("ready-{n}"));
+        let log = db.dir.path().join(format!("serve-{n}.log"));
         let stderr = std::fs::File::create(&log).context("creating the server log")?;
         let mut cmd = db.tocsin();
         cmd.args(["serve", "--ready-file"])
@@ -302,6 +319,14 @@ impl CpuSnapshot {
     }
 }
 
+/// The 1-minute load average of the machine, from `/proc/loadavg`.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 /// The server's resident memory in KiB, from `/proc/<pid>/status`.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -310,4 +335,76 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
+}
+
+/// The value at fraction `p` (0..=1) of sorted samples, nearest rank; NaN when empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// A duration in milliseconds.
+pub fn ms(d: chrono::Duration) -> f64 {
+    d.num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0
+}
+
+/// A playbook `bench-noop` of `steps` built-in `noop` steps, started manually.
+pub fn noop_playbook(steps: usize) -> String {
+    let mut y = String::from(
+        "id: bench-noop\nversion: 1\ndescription: Benchmark, built-in no-op steps.\ntrigger: { on: manual }\nsteps:\n",
+    );
+    for i in 0..steps {
+        y.push_str(&format!(
+            "  - {{ id: s{i}, uses: noop, with: {{ value: {i} }} }}\n"
+        ));
+    }
+    y
+}
+
+/// Inserts `runs` pending runs of `bench-noop` (from `dir/playbooks`) in one transaction.
+pub fn queue_noop_runs(handle: &tocsin::db::Db, dir: &Path, runs: usize) -> Result<()> {
+    use tocsin::playbooks::engine::store;
+    let lib = tocsin::playbooks::library::load(
+        &dir.join("playbooks"),
+        &dir.join("integrations"),
+        Default::default(),
+    )
+    .map_err(|p| anyhow!("bench playbooks: {p:?}"))?;
+    let pb = lib.playbooks["bench-noop"].0.clone();
+    handle.write_sync(|conn| {
+        let hash = store::save_definition(conn, &pb)?;
+        let trigger = serde_json::json!({ "kind": "manual" });
+        let inputs = serde_json::json!({});
+        for _ in 0..runs {
+            store::insert_run(
+                conn,
+                &store::NewRun {
+                    playbook: &pb,
+                    definition_hash: &hash,
+                    case_id: None,
+                    trigger_kind: "manual",
+                    trigger_data: &trigger,
+                    inputs: &inputs,
+                    requested_by: "user:bench",
+                    parent_step_run_id: None,
+                },
+            )?;
+        }
+        Ok::<_, tocsin::db::DbError>(())
+    })?;
+    Ok(())
+}
+
+/// The exit code of a benchmark's `main`, printing the error chain of a failure.
+pub fn exit_code(name: &str, result: Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name} benchmark failed: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

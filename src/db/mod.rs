@@ -4,6 +4,7 @@
 //! pool so HTTP workers never wait on the database.
 
 pub mod batch;
+pub mod notify;
 pub mod schema;
 
 use crate::config::{DatabaseConfig, DatabaseUrl, SqliteSynchronous};
@@ -11,6 +12,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection, R2D2Connection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -76,6 +78,47 @@ pub enum DbError {
     },
     #[error("database task failed: {0}")]
     Task(String),
+    /// Known to be unreachable just now (refused without trying, to fail fast).
+    #[error("the database is unreachable")]
+    Unavailable,
+    #[error(
+        "another tocsin serve is using the SQLite database {0}; SQLite serves one process \
+         (run several processes on PostgreSQL)"
+    )]
+    InUse(String),
+}
+
+impl DbError {
+    /// Whether the error says the database cannot be reached (no connection, or the
+    /// connection was cut), as opposed to a problem with the statement or the data.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Connect(_) | DbError::Pool(_) | DbError::Unavailable => true,
+            DbError::Query(e) => query_error_is_unavailable(e),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a query failed because the connection is gone (PostgreSQL restarted, the
+/// backend terminated, the network cut), so retrying on a new connection may succeed.
+pub fn query_error_is_unavailable(err: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match err {
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) => true,
+        Error::DatabaseError(_, info) => {
+            let m = info.message();
+            m.contains("terminating connection")
+                || m.contains("server closed the connection")
+                || m.contains("no connection to the server")
+                || m.contains("could not receive data")
+                || m.contains("could not send data")
+        }
+        _ => false,
+    }
 }
 
 /// Opens connections for the pool and sets SQLite's pragmas on each.
@@ -139,6 +182,13 @@ pub struct Db {
     backend: Backend,
     /// SQLite allows one writer; queuing writers here avoids busy-waiting inside SQLite.
     write_lock: Arc<Mutex<()>>,
+    /// Set when a call found the database unreachable, cleared by the next success:
+    /// ingestion refuses at once (503) instead of queueing behind connection timeouts.
+    down: Arc<AtomicBool>,
+    /// The PostgreSQL URL, for the LISTEN connection that lives outside the pool.
+    pg_url: Option<String>,
+    /// The SQLite file, for the one-server lock.
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 impl Db {
@@ -158,6 +208,10 @@ impl Db {
             }
             DatabaseUrl::Postgres(_) => Backend::Postgres,
         };
+        let (pg_url, sqlite_path) = match &url {
+            DatabaseUrl::Postgres(u) => (Some(u.clone()), None),
+            DatabaseUrl::Sqlite(p) => (None, Some(p.clone())),
+        };
         let manager = Manager {
             url,
             synchronous: config.sqlite_synchronous,
@@ -173,7 +227,93 @@ impl Db {
             pool,
             backend,
             write_lock: Arc::new(Mutex::new(())),
+            down: Arc::new(AtomicBool::new(false)),
+            pg_url,
+            sqlite_path,
         })
+    }
+
+    /// On SQLite, makes sure no other `tocsin serve` uses the same file: takes an
+    /// exclusive lock on `<file>.serve-lock`, held while the returned file stays open.
+    /// SQLite is the single-process embedded backend (its writers would queue on the file
+    /// lock, and runs held by the other process would be taken back at start as stale);
+    /// several processes need PostgreSQL. `None` on PostgreSQL.
+    pub fn lock_single_server(&self) -> Result<Option<std::fs::File>, DbError> {
+        let Some(path) = &self.sqlite_path else {
+            return Ok(None);
+        };
+        let mut lock_path = path.clone().into_os_string();
+        lock_path.push(".serve-lock");
+        let lock_path = std::path::PathBuf::from(lock_path);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| DbError::Directory {
+                path: lock_path.display().to_string(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(DbError::InUse(path.display().to_string()))
+            }
+            Err(std::fs::TryLockError::Error(source)) => Err(DbError::Directory {
+                path: lock_path.display().to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Whether the last call found the database unreachable (and none succeeded since).
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Acquire)
+    }
+
+    /// A connection outside the pool, for `LISTEN` (PostgreSQL only).
+    pub fn dedicated_pg_connection(&self) -> Result<diesel::PgConnection, DbError> {
+        let url = self.pg_url.as_deref().ok_or_else(|| {
+            DbError::Connect(diesel::ConnectionError::BadConnection(
+                "not a PostgreSQL database".into(),
+            ))
+        })?;
+        Ok(diesel::PgConnection::establish(url)?)
+    }
+
+    /// Notes how a call went: a success clears the down flag; a failure sets it when
+    /// the connection no longer answers (checked with a ping, so a refused statement on a
+    /// healthy database does not count).
+    fn observe<T, E>(&self, conn: Option<&mut DbConn>, result: &Result<T, E>) {
+        match (result, conn) {
+            (Ok(_), _) => {
+                if self.down.swap(false, Ordering::AcqRel) {
+                    tracing::info!("database reachable again");
+                }
+            }
+            (Err(_), Some(conn)) => {
+                if conn.ping().is_err() {
+                    self.mark_down();
+                }
+            }
+            (Err(_), None) => self.mark_down(),
+        }
+    }
+
+    fn mark_down(&self) {
+        if !self.down.swap(true, Ordering::AcqRel) {
+            tracing::warn!("database unreachable");
+        }
+    }
+
+    fn pooled(&self) -> Result<PooledConn, DbError> {
+        match self.pool.get() {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                self.mark_down();
+                Err(e.into())
+            }
+        }
     }
 
     /// The engine behind this handle.
@@ -191,8 +331,10 @@ impl Db {
     where
         E: From<DbError>,
     {
-        let mut conn = self.conn()?;
-        f(&mut conn)
+        let mut conn = self.pooled()?;
+        let out = f(&mut conn);
+        self.observe(Some(&mut conn), &out);
+        out
     }
 
     /// Runs `f` in one write transaction on the calling thread: all of it commits, or none.
@@ -202,8 +344,45 @@ impl Db {
     where
         E: From<DbError> + From<diesel::result::Error>,
     {
-        let mut pooled = self.conn()?;
-        let conn: &mut DbConn = &mut pooled;
+        self.transaction_sync(true, f)
+    }
+
+    /// A write transaction that appends nothing to the audit chain (claiming runs under
+    /// leases): on PostgreSQL it skips the chain lock, so claims of several processes do
+    /// not queue behind every other writer. `f` must not call `audit::append`.
+    pub fn write_unchained_sync<T, E>(
+        &self,
+        f: impl FnOnce(&mut DbConn) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<DbError> + From<diesel::result::Error>,
+    {
+        self.transaction_sync(false, f)
+    }
+
+    fn transaction_sync<T, E>(
+        &self,
+        lock_chain: bool,
+        f: impl FnOnce(&mut DbConn) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<DbError> + From<diesel::result::Error>,
+    {
+        let mut pooled = self.pooled()?;
+        let out = self.transaction_on(&mut pooled, lock_chain, f);
+        self.observe(Some(&mut pooled), &out);
+        out
+    }
+
+    fn transaction_on<T, E>(
+        &self,
+        conn: &mut DbConn,
+        lock_chain: bool,
+        f: impl FnOnce(&mut DbConn) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<DbError> + From<diesel::result::Error>,
+    {
         match self.backend {
             // Every write transaction takes the audit chain's row lock first. Most writes
             // append to the chain, which locks its head until commit; taking it first in
@@ -211,9 +390,11 @@ impl Db {
             // can never wait for the chain while a group commit holding the chain waits
             // for that row (a deadlock PostgreSQL would break by failing one of them).
             Backend::Postgres => conn.transaction(|c| {
-                diesel::sql_query("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE")
-                    .execute(c)
-                    .map_err(DbError::Query)?;
+                if lock_chain {
+                    diesel::sql_query("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE")
+                        .execute(c)
+                        .map_err(DbError::Query)?;
+                }
                 f(c)
             }),
             Backend::Sqlite => {
@@ -246,10 +427,7 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        let db = self.clone();
-        tokio::task::spawn_blocking(move || db.read_sync(f))
-            .await
-            .map_err(|e| E::from(DbError::Task(e.to_string())))?
+        self.blocking(move |db| db.read_sync(f)).await
     }
 
     /// Runs `f` in one write transaction on the blocking pool.
@@ -259,10 +437,31 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + From<diesel::result::Error> + Send + 'static,
     {
+        self.blocking(move |db| db.write_sync(f)).await
+    }
+
+    async fn blocking<T, E>(
+        &self,
+        f: impl FnOnce(&Db) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || db.write_sync(f))
+        tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(|e| E::from(DbError::Task(e.to_string())))?
+    }
+
+    /// [`Db::write_unchained_sync`] on the blocking pool.
+    pub async fn write_unchained<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'static,
+    {
+        self.blocking(move |db| db.write_unchained_sync(f)).await
     }
 
     /// Applies every pending migration; returns the versions applied.
@@ -315,6 +514,29 @@ impl Db {
                 .execute(&mut *conn)?;
         }
         result
+    }
+
+    /// Writes a consistent copy of the SQLite database to `to` while the server may be
+    /// writing (`VACUUM INTO`: one read transaction, so the copy is a single committed
+    /// state; also compacted). `to` must not exist. PostgreSQL has its own tools.
+    pub fn backup_sqlite(&self, to: &std::path::Path) -> Result<(), DbError> {
+        if self.backend != Backend::Sqlite {
+            return Err(DbError::Task(
+                "tocsin backup copies SQLite databases; back PostgreSQL up with pg_dump or \
+                 pg_basebackup"
+                    .into(),
+            ));
+        }
+        if to.exists() {
+            return Err(DbError::Task(format!(
+                "{} already exists; choose a new file",
+                to.display()
+            )));
+        }
+        let target = to.to_string_lossy().replace('\'', "''");
+        let mut conn = self.conn()?;
+        diesel::sql_query(format!("VACUUM INTO '{target}'")).execute(&mut *conn)?;
+        Ok(())
     }
 
     /// True when a trivial query succeeds; used by `/readyz`.

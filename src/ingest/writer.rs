@@ -4,9 +4,11 @@
 //! answered before its alerts are committed.
 
 use super::IngestError;
+use crate::audit::AuditError;
 use crate::cases::record::{self, PreparedAlert, Recorded};
+use crate::cases::CaseError;
 use crate::config::CasesConfig;
-use crate::db::{now, Db};
+use crate::db::{now, Db, DbError};
 use crate::events::Bus;
 use prometheus_client::metrics::counter::Counter;
 use std::sync::Arc;
@@ -66,6 +68,12 @@ impl Writer {
         &self.stats
     }
 
+    /// Requests waiting for the writer, and how many may wait before new ones get 503.
+    pub fn backlog(&self) -> (usize, usize) {
+        let max = self.tx.max_capacity();
+        (max - self.tx.capacity(), max)
+    }
+
     /// Commits alerts from one source; returns once they are durable.
     pub async fn submit(
         &self,
@@ -106,6 +114,14 @@ async fn run(
                 }
                 Err(_) => break,
             }
+        }
+        if db.is_down() {
+            // Fail fast: each attempt would wait for a connection timeout, and the
+            // queue behind it would grow; the clients retry after Retry-After.
+            for job in jobs {
+                let _ = job.reply.send(Err(IngestError::Db(DbError::Unavailable)));
+            }
+            continue;
         }
         let db = db.clone();
         let config = config.clone();
@@ -148,6 +164,12 @@ fn commit(db: &Db, config: &CasesConfig, bus: &Bus, jobs: Vec<Job>, stats: &Stat
                 .inc_by(results.iter().map(|r| r.len() as u64).sum());
             for (job, result) in jobs.into_iter().zip(results) {
                 let _ = job.reply.send(Ok(result));
+            }
+        }
+        Err(CaseError::Db(e) | CaseError::Audit(AuditError::Db(e))) if e.is_unavailable() => {
+            // The database is gone: one request at a time would only wait longer.
+            for job in jobs {
+                let _ = job.reply.send(Err(IngestError::Db(DbError::Unavailable)));
             }
         }
         Err(err) if jobs.len() == 1 => {

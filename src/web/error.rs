@@ -99,18 +99,25 @@ impl ResponseError for ApiError {
     }
 }
 
+impl ApiError {
+    /// `503` with `Retry-After`: the database cannot be reached just now.
+    pub fn database_unavailable() -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the database is unavailable; retry shortly",
+        );
+        e.retry_after = Some(5);
+        e
+    }
+}
+
 impl From<DbError> for ApiError {
     fn from(err: DbError) -> ApiError {
         match err {
-            DbError::Pool(_) | DbError::Connect(_) => {
-                tracing::warn!(error = %err, "database unavailable");
-                let mut e = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the database is unavailable; retry shortly",
-                );
-                e.retry_after = Some(5);
-                e
+            e if e.is_unavailable() => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::database_unavailable()
             }
             DbError::Query(diesel::result::Error::NotFound) => ApiError::not_found("not found"),
             other => ApiError::internal(&other),

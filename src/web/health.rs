@@ -15,15 +15,23 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// The process can do its work: the database answers.
+/// The process can take work: the database answers and the ingestion queue has room
+/// (a load balancer then sends requests elsewhere while this process would answer 503).
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let db_ok = state.db.ping().await;
+    // While the database is known to be down, do not wait for a connection timeout here.
+    let db_ok = !state.db.is_down() && state.db.ping().await;
+    let (queued, capacity) = state.writer.backlog();
+    let queue_ok = queued < capacity;
+    let ready = db_ok && queue_ok;
     let body = json!({
-        "status": if db_ok { "ready" } else { "not_ready" },
-        "checks": { "database": { "ok": db_ok, "backend": state.db.backend().to_string() } },
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": {
+            "database": { "ok": db_ok, "backend": state.db.backend().to_string() },
+            "ingest_queue": { "ok": queue_ok, "queued": queued, "capacity": capacity },
+        },
     });
-    if db_ok {
+    if ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable()

@@ -23,6 +23,9 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// How often the change feed reads the database while console pages follow it.
+const LIVE_POLL: std::time::Duration = std::time::Duration::from_millis(750);
+
 /// What every handler can reach.
 pub struct AppState {
     pub db: Db,
@@ -41,6 +44,8 @@ pub struct AppState {
     pub engine: Option<Arc<Engine>>,
     /// The time deadlines are measured by (link expiry, decisions).
     pub clock: crate::clock::Clock,
+    /// The change feed console pages follow (`GET /live`).
+    pub live: crate::live::Feed,
 }
 
 impl AppState {
@@ -65,6 +70,7 @@ impl AppState {
             config.ingest.source_cache_seconds,
         ));
         AppState {
+            live: crate::live::Feed::start(db.clone(), LIVE_POLL),
             writer,
             bus,
             engine: None,
@@ -80,18 +86,79 @@ impl AppState {
     }
 }
 
-/// Serves HTTP on `listener` until SIGINT or SIGTERM, then drains in-flight requests.
-pub async fn serve(state: web::Data<AppState>, listener: TcpListener) -> std::io::Result<()> {
+/// What a process's HTTP listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routes {
+    /// The API, ingestion and the console (roles `all` and `http`).
+    All,
+    /// Only `/healthz`, `/readyz` and `/metrics` (role `worker`).
+    HealthOnly,
+}
+
+/// Serves HTTP on `listener` until SIGINT or SIGTERM. On the signal, new connections are
+/// refused at once, the engine (if any) stops starting work, and requests in flight get
+/// `http.shutdown_grace_seconds` to finish.
+pub async fn serve(
+    state: web::Data<AppState>,
+    listener: TcpListener,
+    routes: Routes,
+) -> std::io::Result<()> {
     let workers = match state.config.http.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    HttpServer::new(move || app(state.clone()))
-        .workers(workers)
-        .shutdown_timeout(30)
-        .listen(listener)?
-        .run()
-        .await
+    let grace = state.config.http.shutdown_grace_seconds;
+    let for_app = state.clone();
+    let server = match routes {
+        Routes::All => HttpServer::new(move || app(for_app.clone()))
+            .workers(workers)
+            .shutdown_timeout(grace)
+            .disable_signals()
+            .listen(listener)?
+            .run(),
+        Routes::HealthOnly => HttpServer::new(move || health_app(for_app.clone()))
+            .workers(1)
+            .shutdown_timeout(grace)
+            .disable_signals()
+            .listen(listener)?
+            .run(),
+    };
+    let handle = server.handle();
+    let running = tokio::spawn(server);
+    let signal = stop_requested();
+    tokio::pin!(signal);
+    tokio::select! {
+        r = running => return r.map_err(std::io::Error::other)?,
+        _ = &mut signal => {}
+    }
+    tracing::info!("stopping: refusing new connections, finishing work in flight");
+    // Console pages hold their change streams open; end them, or the graceful shutdown
+    // would wait for them until its timeout.
+    state.live.close();
+    if let Some(engine) = &state.engine {
+        engine.begin_shutdown();
+    }
+    handle.stop(true).await;
+    Ok(())
+}
+
+/// A worker's listener: health, readiness and metrics only.
+pub fn health_app(
+    state: web::Data<AppState>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .wrap(actix_web::middleware::from_fn(observe))
+        .wrap(security_headers(false))
+        .configure(health::routes)
 }
 
 /// The application with every route, limit and middleware.
@@ -128,6 +195,29 @@ pub fn app(
         .configure(health::routes)
         .service(web::scope("/api/v1").configure(api::routes))
         .configure(console::routes)
+}
+
+/// Resolves on SIGINT or SIGTERM (actix-web's own handling is off: `serve` stops it).
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn security_headers(hsts: bool) -> DefaultHeaders {

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod proxy;
 pub mod smtp;
 pub mod stub;
 
@@ -220,6 +222,19 @@ impl TestDb {
             .to_string()
     }
 
+    /// Creates an ingestion source through the CLI; returns its token and HMAC secret.
+    pub fn add_source(&self, name: &str, kind: &str, extra: &[&str]) -> (String, Option<String>) {
+        let mut args = vec!["source", "add", name, "--kind", kind];
+        args.extend_from_slice(extra);
+        let out = self.run_ok(&args);
+        let get = |key: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .map(str::to_string)
+        };
+        (get("token").expect("token printed"), get("hmac_secret"))
+    }
+
     /// Every audit event, through `tocsin audit export`.
     pub fn audit_events(&self) -> Vec<serde_json::Value> {
         self.run_ok(&["audit", "export", "--format", "ndjson"])
@@ -416,6 +431,28 @@ pub fn form_value(html: &str, field: &str) -> String {
 /// Signs in through the login form; returns the client holding the session cookie.
 pub fn login(server: &Server, username: &str, password: &str) -> reqwest::blocking::Client {
     let client = browser();
+    sign_in(&client, server, username, password);
+    client
+}
+
+/// Signs in through the login form and returns the cookies as a `Cookie` header value,
+/// for clients that do not keep cookies (a long-lived stream, say).
+pub fn session_cookie(server: &Server, username: &str, password: &str) -> String {
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let client = reqwest::blocking::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    sign_in(&client, server, username, password);
+    let url = url::Url::parse(&server.base).expect("server URL");
+    let cookies = reqwest::cookie::CookieStore::cookies(&*jar, &url).expect("cookies set");
+    let header = cookies.to_str().expect("ASCII cookies").to_string();
+    assert!(header.contains("tocsin_session="), "{header}");
+    header
+}
+
+fn sign_in(client: &reqwest::blocking::Client, server: &Server, username: &str, password: &str) {
     let page = client.get(server.url("/login")).send().expect("GET /login");
     assert_eq!(page.status(), 200);
     let csrf = form_value(&page.text().expect("body"), "csrf_token");
@@ -430,7 +467,6 @@ pub fn login(server: &Server, username: &str, password: &str) -> reqwest::blocki
         .send()
         .expect("POST /login");
     assert_eq!(res.status(), 303, "login as {username} failed");
-    client
 }
 
 /// The CSRF token of a signed-in browser session, from `/api/v1/me`.
@@ -442,6 +478,15 @@ pub fn session_csrf(server: &Server, client: &reqwest::blocking::Client) -> Stri
         .json()
         .expect("JSON");
     me["csrf_token"].as_str().expect("csrf_token").to_string()
+}
+
+/// A TheHive alert with an IP observable, the simplest alert to ingest.
+pub fn hive_alert(reference: &str, title: &str, ip: &str) -> serde_json::Value {
+    serde_json::json!({
+        "type": "external", "source": "siem", "sourceRef": reference, "title": title,
+        "description": "from the test", "severity": 2, "date": 1795600800000u64,
+        "observables": [ { "dataType": "ip", "data": ip } ]
+    })
 }
 
 /// A path inside the test database's directory.
@@ -481,5 +526,20 @@ impl TestClock {
         let mut offset = self.offset.lock().unwrap();
         *offset += by;
         std::fs::write(&self.path, format!("{}s\n", offset.as_secs())).expect("write clock offset");
+    }
+}
+
+/// Writes `playbooks` (id → YAML, where `STUB` stands for `stub_base`) into the test's
+/// `playbooks/` folder, and creates an empty `integrations/` beside it.
+pub fn write_playbooks(db: &TestDb, stub_base: &str, playbooks: &[(&str, &str)]) {
+    let dir = db.dir.path().join("playbooks");
+    std::fs::create_dir_all(&dir).expect("playbooks dir");
+    std::fs::create_dir_all(db.dir.path().join("integrations")).expect("integrations dir");
+    for (id, yaml) in playbooks {
+        std::fs::write(
+            dir.join(format!("{id}.yaml")),
+            yaml.replace("STUB", stub_base),
+        )
+        .expect("write playbook");
     }
 }

@@ -52,7 +52,7 @@ impl Stub {
         Stub { base, state }
     }
 
-    /// Sets how `path` answers.
+    /// Sets how `path` answers (a path ending in `/` also sets every path under it).
     pub fn behave(&self, path: &str, b: Behavior) {
         self.state
             .lock()
@@ -70,6 +70,18 @@ impl Stub {
             .get(path)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Requests received on every path whose name starts with `prefix`.
+    pub fn hits_under(&self, prefix: &str) -> HashMap<String, u32> {
+        self.state
+            .lock()
+            .unwrap()
+            .hits
+            .iter()
+            .filter(|(p, _)| p.starts_with(prefix))
+            .map(|(p, n)| (p.clone(), *n))
+            .collect()
     }
 
     /// Bodies received on `path`, in order.
@@ -139,7 +151,15 @@ fn serve(stream: TcpStream, state: &Arc<Mutex<State>>) -> std::io::Result<()> {
         };
         s.bodies.entry(path.clone()).or_default().push(body.clone());
         s.headers.entry(path.clone()).or_default().push(headers);
-        (n, s.behaviors.get(&path).cloned().unwrap_or_default())
+        // An exact path, else the longest key ending in `/` that prefixes it.
+        let behavior = s.behaviors.get(&path).cloned().or_else(|| {
+            s.behaviors
+                .iter()
+                .filter(|(k, _)| k.ends_with('/') && path.starts_with(k.as_str()))
+                .max_by_key(|(k, _)| k.len())
+                .map(|(_, b)| b.clone())
+        });
+        (n, behavior.unwrap_or_default())
     };
     std::thread::sleep(behavior.delay);
     let status = if n <= behavior.fail_first {

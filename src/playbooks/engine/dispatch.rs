@@ -218,7 +218,7 @@ pub async fn events_loop(engine: Arc<Engine>) {
         }
         tokio::select! {
             _ = engine.bus.woken() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(engine.idle_poll()) => {}
         }
     }
 }
@@ -350,7 +350,21 @@ pub async fn schedule_loop(engine: Arc<Engine>) {
                 tracing::warn!(playbook = %loaded.playbook.id, error = %e, "schedule check failed");
             }
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Sleep until the next due time (a missed or changed one was handled just now),
+        // looking again at least every 5 s (the clock may move; an operator may reset a
+        // schedule row).
+        let t = now();
+        let next = scheduled
+            .iter()
+            .filter_map(|(_, cron)| next_after(cron, t))
+            .min()
+            .and_then(|n| (n - t).to_std().ok())
+            .unwrap_or(Duration::from_secs(1));
+        tokio::time::sleep(
+            next.clamp(Duration::from_millis(100), Duration::from_secs(5))
+                + Duration::from_millis(5),
+        )
+        .await;
     }
 }
 

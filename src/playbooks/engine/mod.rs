@@ -20,6 +20,7 @@ use crate::approvals::ApprovalError;
 use crate::audit::AuditError;
 use crate::clock::Clock;
 use crate::config::{CasesConfig, EngineConfig};
+use crate::db::notify::Channel;
 use crate::db::{Backend, Db, DbError};
 use crate::events::Bus;
 use crate::integrations::executor::Executor;
@@ -140,6 +141,8 @@ pub struct Engine {
     slots: Arc<Semaphore>,
     /// Set on shutdown: no run is claimed and no step started any more.
     stopping: std::sync::atomic::AtomicBool,
+    /// When the shutdown grace period ends (set with `stopping`).
+    stop_deadline: Mutex<Option<tokio::time::Instant>>,
     /// Runs this process is driving now.
     active: Mutex<HashSet<i64>>,
     /// The time timers, deadlines and leases are measured by.
@@ -227,6 +230,7 @@ impl Engine {
             ),
             runnable: Notify::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            stop_deadline: Mutex::new(None),
             slots,
             active: Mutex::new(HashSet::new()),
             settings,
@@ -234,8 +238,16 @@ impl Engine {
         }))
     }
 
-    /// Starts the runner, dispatcher and scheduler loops on the current runtime.
+    /// Starts the runner, dispatcher and scheduler loops on the current runtime, and on
+    /// PostgreSQL the listener for other processes' wake-ups.
     pub fn start(self: &Arc<Self>) {
+        if let Some(peers) = self.bus.peers() {
+            let me = self.clone();
+            crate::db::notify::listen(&self.db, peers, move |channel| match channel {
+                Channel::Events => me.bus.wake_local(),
+                Channel::Runs => me.runnable.notify_one(),
+            });
+        }
         let me = self.clone();
         tokio::spawn(async move { me.runner().await });
         let me = self.clone();
@@ -279,15 +291,39 @@ impl Engine {
         self.stopping.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Stops claiming runs and starting steps, lets calls in flight finish (within
-    /// `grace`), records them, and lets go of every run so it resumes at the next start.
-    pub async fn shutdown(&self, grace: Duration) {
+    /// Stops claiming runs and starting steps from now on; the grace period
+    /// (`engine.shutdown_grace_seconds`) counts from the first call.
+    pub fn begin_shutdown(&self) {
+        let mut deadline = self.stop_deadline.lock().unwrap_or_else(|p| p.into_inner());
+        if deadline.is_none() {
+            *deadline = Some(
+                tokio::time::Instant::now()
+                    + Duration::from_secs(self.settings.engine.shutdown_grace_seconds),
+            );
+        }
         self.stopping
             .store(true, std::sync::atomic::Ordering::Release);
-        let deadline = tokio::time::Instant::now() + grace;
+        // The runner may be asleep; it must see `stopping` and return.
+        self.runnable.notify_one();
+    }
+
+    /// Stops claiming runs and starting steps, lets calls in flight finish (within the
+    /// grace period counted from [`Engine::begin_shutdown`]), records them, and lets go of
+    /// every run: it resumes at the next start, or at once in another process.
+    pub async fn shutdown(&self) {
+        self.begin_shutdown();
+        let deadline = self
+            .stop_deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(tokio::time::Instant::now);
         loop {
             let active = self.lock_active().len();
             if active == 0 {
+                if let Some(peers) = self.bus.peers() {
+                    // The runs let go of can be taken by another process at once.
+                    crate::db::notify::announce_now(&self.db, peers, Channel::Runs).await;
+                }
                 tracing::info!("playbook engine stopped");
                 return;
             }
@@ -302,9 +338,24 @@ impl Engine {
         }
     }
 
-    /// Tells the runner that runs may be waiting.
+    /// Tells the runners (this process's and, on PostgreSQL, the others') that runs may
+    /// be waiting.
     pub fn wake(&self) {
         self.runnable.notify_one();
+        if let Some(peers) = self.bus.peers() {
+            peers.announce(Channel::Runs);
+        }
+    }
+
+    /// Longest an idle loop sleeps before looking for work by itself. With wake-ups
+    /// from the other processes (PostgreSQL) that is a fallback for a lost notification,
+    /// so it can be long; the runner also wakes when a timer or lease is due.
+    pub(crate) fn idle_poll(&self) -> Duration {
+        if self.bus.peers().is_some_and(|p| p.is_active()) {
+            Duration::from_secs(10)
+        } else {
+            Duration::from_secs(1)
+        }
     }
 
     /// The current time by the engine's clock.
@@ -360,7 +411,8 @@ impl Engine {
                     me.stats.runs_active.dec();
                     me.lock_active().remove(&id);
                     drop(permit);
-                    me.wake();
+                    // A slot is free: only this process's runner needs to know.
+                    me.runnable.notify_one();
                 });
             }
             if full {
@@ -386,6 +438,27 @@ impl Engine {
 
     async fn claim(self: &Arc<Self>, limit: usize) -> Result<Vec<i64>, EngineError> {
         let at = self.now();
+        if self.db.backend() == Backend::Postgres {
+            let owner = self.owner.clone();
+            let until = self.lease_until();
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            // A run whose lease ran out while this process still drives it (a slow
+            // database) must not get a second driver here.
+            let driving: Vec<i64> = self.lock_active().iter().copied().collect();
+            // No audit record is written, so the claim need not take the chain lock.
+            let claimed = self
+                .db
+                .write_unchained(move |conn| match conn {
+                    crate::db::DbConn::Postgres(c) => {
+                        store::claim_batch_pg(c, &owner, at, until, limit, &driving)
+                            .map_err(EngineError::from)
+                    }
+                    crate::db::DbConn::Sqlite(_) => Ok(Vec::new()),
+                })
+                .await?;
+            self.lock_active().extend(claimed.iter().copied());
+            return Ok(claimed);
+        }
         let candidates = self
             .db
             .read(move |conn| {
@@ -421,10 +494,10 @@ impl Engine {
         Ok(claimed)
     }
 
-    /// How long the runner may sleep: until the earliest parked run's timer, at most a
-    /// second (runs whose holder died become free without any wake-up).
+    /// How long the runner may sleep: until the earliest parked run's timer or lease end
+    /// (runs whose holder died become free without any wake-up), at most `idle_poll`.
     async fn until_next_timer(&self) -> Duration {
-        let max = Duration::from_secs(1);
+        let max = self.idle_poll();
         let next = self
             .db
             .read(|conn| store::next_wake(conn).map_err(EngineError::from))

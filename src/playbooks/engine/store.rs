@@ -293,12 +293,67 @@ pub fn claimable(conn: &mut DbConn, at: NaiveDateTime, limit: i64) -> QueryResul
         .load(conn)
 }
 
-/// The earliest timer of a parked run, to sleep until.
+/// Claims up to `limit` runnable runs for `owner` until `until` in one statement
+/// (PostgreSQL): rows another process is claiming at this moment are skipped (`FOR UPDATE
+/// SKIP LOCKED`) rather than waited for, so several runners never queue on each other;
+/// parked runs become running. Runs in `driving` (this process still drives them, though
+/// their lease may have run out) are never taken a second time. Returns the ids claimed,
+/// oldest first.
+pub fn claim_batch_pg(
+    conn: &mut diesel::PgConnection,
+    owner: &str,
+    at: NaiveDateTime,
+    until: NaiveDateTime,
+    limit: i64,
+    driving: &[i64],
+) -> QueryResult<Vec<i64>> {
+    use diesel::sql_types::{Array, BigInt, Text, Timestamp};
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let mut ids: Vec<i64> = diesel::sql_query(
+        "UPDATE playbook_runs r SET lease_owner = $1, lease_expires_at = $2, \
+           status = CASE WHEN r.status = 'waiting' THEN 'running' ELSE r.status END, \
+           wake_at = CASE WHEN r.status = 'waiting' THEN NULL ELSE r.wake_at END \
+         WHERE r.id IN ( \
+           SELECT id FROM playbook_runs \
+           WHERE (status IN ('pending', 'running') OR (status = 'waiting' AND wake_at <= $3)) \
+             AND (lease_owner IS NULL OR lease_expires_at < $3) \
+             AND id <> ALL($5) \
+           ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+           AND (r.lease_owner IS NULL OR r.lease_expires_at < $3) \
+         RETURNING r.id",
+    )
+    .bind::<Text, _>(owner)
+    .bind::<Timestamp, _>(until)
+    .bind::<Timestamp, _>(at)
+    .bind::<BigInt, _>(limit)
+    .bind::<Array<BigInt>, _>(driving)
+    .load::<Id>(conn)?
+    .into_iter()
+    .map(|r| r.id)
+    .collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// The earliest time a run may become claimable without any wake-up: a parked run's
+/// timer, or the end of a lease (the holder may have died), to sleep until.
 pub fn next_wake(conn: &mut DbConn) -> QueryResult<Option<NaiveDateTime>> {
-    playbook_runs::table
+    let timer: Option<NaiveDateTime> = playbook_runs::table
         .filter(playbook_runs::status.eq("waiting"))
         .select(diesel::dsl::min(playbook_runs::wake_at))
-        .first(conn)
+        .first(conn)?;
+    let lease: Option<NaiveDateTime> = playbook_runs::table
+        .filter(playbook_runs::status.eq_any(["pending", "running"]))
+        .select(diesel::dsl::min(playbook_runs::lease_expires_at))
+        .first(conn)?;
+    Ok(match (timer, lease) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
 }
 
 /// Takes a run for `owner` until `until`, if it is still free; a parked run becomes

@@ -168,6 +168,12 @@ pub async fn accept(
     events: Vec<body::RawEvent>,
 ) -> Result<IngestResult, ApiError> {
     let events_len = events.len();
+    if state.db.is_down() {
+        // Refuse at once rather than queue behind connection timeouts; the client retries
+        // after Retry-After, and the process finds the database again by itself.
+        count(&state.metrics.ingest_refused, "unavailable", 1);
+        return Err(ApiError::database_unavailable());
+    }
     // Large batches are normalized off the async workers.
     let prepared = if events_len > 64 {
         let source = source.clone();

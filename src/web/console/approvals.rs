@@ -1,11 +1,12 @@
 //! The approvals inbox of the signed-in user, and deciding from it.
 
 use crate::approvals::{self, notify, ApprovalError, Decider, Decision, Gate};
-use crate::auth::{AuthError, Permission};
+use crate::auth::Permission;
+use crate::web::console::page::{self, SignedIn};
 use crate::web::error::ApiError;
-use crate::web::extract::{origin, MaybeSession};
+use crate::web::extract::origin;
 use crate::web::AppState;
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
@@ -39,12 +40,6 @@ impl GateItem {
     }
 }
 
-fn to_login(next: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, format!("/login?next={next}")))
-        .finish()
-}
-
 #[derive(Deserialize)]
 struct InboxQuery {
     decided: Option<i64>,
@@ -53,12 +48,9 @@ struct InboxQuery {
 #[get("/approvals")]
 async fn inbox(
     state: web::Data<AppState>,
-    MaybeSession(session): MaybeSession,
+    session: SignedIn,
     query: web::Query<InboxQuery>,
 ) -> HttpResponse {
-    let Some(session) = session else {
-        return to_login("/approvals");
-    };
     let notice = query
         .decided
         .map(|id| format!("Your decision on request {id} was recorded."));
@@ -67,12 +59,12 @@ async fn inbox(
 
 async fn render_inbox(
     state: &AppState,
-    session: crate::auth::sessions::ActiveSession,
+    session: SignedIn,
     status: StatusCode,
     notice: Option<String>,
     error: Option<String>,
 ) -> HttpResponse {
-    let user = session.user.clone();
+    let user = session.0.user.clone();
     let items = state
         .db
         .read(move |conn| {
@@ -90,12 +82,13 @@ async fn render_inbox(
         Ok(items) => items,
         Err(err) => return state.pages.error(&err.into()),
     };
-    state.pages.render(
+    page::render_status(
+        state,
+        &session,
+        "approvals",
         status,
         "approvals.html",
         minijinja::context! {
-            user => session.user,
-            csrf_token => session.csrf_token,
             items => items,
             notice => notice,
             error => error,
@@ -115,32 +108,22 @@ struct DecideForm {
 async fn decide(
     state: web::Data<AppState>,
     req: HttpRequest,
-    MaybeSession(session): MaybeSession,
+    session: SignedIn,
     path: web::Path<i64>,
     form: web::Form<DecideForm>,
-) -> HttpResponse {
-    let Some(session) = session else {
-        return to_login("/approvals");
-    };
+) -> actix_web::Result<HttpResponse> {
     let form = form.into_inner();
-    if !crate::auth::secrets_equal(&form.csrf_token, &session.csrf_token) {
-        return state.pages.error(&ApiError::from(AuthError::Csrf));
-    }
+    session.check_csrf(&state.pages, &form.csrf_token)?;
     // The least any gate needs (acknowledging); the gate's kind decides the rest.
-    if !session.user.role.allows(Permission::WorkCases) {
-        let err = AuthError::Forbidden {
-            role: session.user.role,
-            permission: Permission::WorkCases.name(),
-        };
-        return state.pages.error(&err.into());
-    }
+    session.require(&state.pages, Permission::WorkCases)?;
+    let user = &session.0.user;
     let id = path.into_inner();
     let o = origin(&req);
     let who = Decider {
-        user_id: session.user.id,
-        username: session.user.username.clone(),
-        role: session.user.role,
-        actor: crate::audit::Actor::user(&session.user.username),
+        user_id: user.id,
+        username: user.username.clone(),
+        role: user.role,
+        actor: crate::audit::Actor::user(&user.username),
         channel: "console".into(),
         ip: o.ip,
         user_agent: o.user_agent,
@@ -150,19 +133,17 @@ async fn decide(
         .db
         .write(move |conn| approvals::decide(conn, id, &who, form.decision, Some(&form.comment), t))
         .await;
-    match result {
+    Ok(match result {
         Ok(_) => {
             if let Some(engine) = &state.engine {
                 engine.wake();
             }
-            HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, format!("/approvals?decided={id}")))
-                .finish()
+            page::see_other(&format!("/approvals?decided={id}"))
         }
         Err(err) => {
             let api = ApiError::from(err);
             let message = format!("Request {id}: {}", api.message);
             render_inbox(&state, session, api.status, None, Some(message)).await
         }
-    }
+    })
 }

@@ -2,9 +2,8 @@
 
 use crate::auth::{users, AuthError, Permission};
 use crate::db::schema::audit_head;
-use crate::web::extract::MaybeSession;
+use crate::web::console::page::{self, SignedIn};
 use crate::web::AppState;
-use actix_web::http::{header, StatusCode};
 use actix_web::{get, web, HttpResponse};
 use diesel::prelude::*;
 
@@ -14,13 +13,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 #[get("/")]
-async fn home(state: web::Data<AppState>, MaybeSession(session): MaybeSession) -> HttpResponse {
-    let Some(session) = session else {
-        return HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, "/login"))
-            .finish();
-    };
-    let is_admin = session.user.role.allows(Permission::ManageUsers);
+async fn home(state: web::Data<AppState>, session: SignedIn) -> HttpResponse {
+    let is_admin = session.0.user.role.allows(Permission::ManageUsers);
     let counts = state
         .db
         .read(move |conn| {
@@ -37,12 +31,12 @@ async fn home(state: web::Data<AppState>, MaybeSession(session): MaybeSession) -
         Ok(c) => c,
         Err(err) => return state.pages.error(&err.into()),
     };
-    state.pages.render(
-        StatusCode::OK,
+    page::render(
+        &state,
+        &session,
+        "dashboard",
         "home.html",
         minijinja::context! {
-            user => session.user,
-            csrf_token => session.csrf_token,
             backend => state.db.backend().to_string(),
             user_count => user_count,
             audit_seq => audit_seq,

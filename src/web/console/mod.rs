@@ -3,9 +3,12 @@
 
 pub mod approval_links;
 pub mod approvals;
+pub mod format;
 pub mod home;
+pub mod live;
 pub mod login;
 pub mod outbox;
+pub mod page;
 pub mod setup;
 
 use super::error::ApiError;
@@ -56,6 +59,7 @@ const TEMPLATES: &[(&str, &str)] = &[
 ];
 
 const STYLESHEET: &str = include_str!("../../../frontend/static/tocsin.css");
+const SCRIPT: &str = include_str!("../../../frontend/static/tocsin.js");
 
 /// Cookie holding the pre-login CSRF token (double-submit: the form echoes it).
 pub const FORM_CSRF_COOKIE: &str = "tocsin_form_csrf";
@@ -75,6 +79,7 @@ impl Pages {
     /// Loads every embedded template; a broken one is a build defect caught by tests.
     pub fn new() -> Pages {
         let mut env = Environment::new();
+        format::register(&mut env);
         for (name, source) in TEMPLATES {
             if let Err(err) = env.add_template(name, source) {
                 tracing::error!(template = name, error = %err, "template does not compile");
@@ -116,7 +121,8 @@ impl Pages {
 
 /// Registers the console pages and static files.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(stylesheet)
+    cfg.service(static_file)
+        .configure(live::routes)
         .configure(home::routes)
         .configure(login::routes)
         .configure(setup::routes)
@@ -125,12 +131,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(outbox::routes);
 }
 
-#[get("/static/tocsin.css")]
-async fn stylesheet() -> HttpResponse {
+/// The console's stylesheet and script, cached by browsers for an hour.
+#[get("/static/{name}")]
+async fn static_file(name: web::Path<String>) -> HttpResponse {
+    let (body, kind) = match name.as_str() {
+        "tocsin.css" => (STYLESHEET, "text/css; charset=utf-8"),
+        "tocsin.js" => (SCRIPT, "text/javascript; charset=utf-8"),
+        _ => return HttpResponse::NotFound().finish(),
+    };
     HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
+        .content_type(kind)
         .insert_header(("Cache-Control", "public, max-age=3600"))
-        .body(STYLESHEET)
+        .body(body)
 }
 
 /// A cookie with the attributes every Tocsin cookie shares.
