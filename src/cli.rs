@@ -338,6 +338,13 @@ fn serve(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
         let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
         let bound = listener.local_addr()?;
         let mut state = AppState::new(config, db.clone(), Some(bound));
+        state.clock = tocsin::clock::Clock::from_env(|k| std::env::var(k).ok());
+        if state.clock.is_shifted() {
+            tracing::warn!(
+                variable = tocsin::clock::TEST_CLOCK_ENV,
+                "the scheduler's clock is shifted by a test offset file; never set this in production"
+            );
+        }
         state.bus.connect(tocsin::db::notify::Notifier::start(&db));
         let runs_work = args.role != RoleArg::Http;
         if state.config.engine.enabled {
@@ -370,6 +377,7 @@ fn serve(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
                 db.clone(),
                 state.config.email.clone(),
                 state.public_url.clone(),
+                state.clock.clone(),
             )
             .context("starting the e-mail sender")?
             {
@@ -431,6 +439,7 @@ async fn start_engine(
         &lib,
         executor,
         state.metrics.engine.clone(),
+        state.clock.clone(),
     )
     .await
     .context("starting the playbook engine")?;

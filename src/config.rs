@@ -271,6 +271,9 @@ pub struct EmailConfig {
     pub poll_interval_ms: u64,
     /// Longest one SMTP conversation may take.
     pub timeout_seconds: u32,
+    /// A PEM file of CA certificates trusted for the relay besides the public roots (an
+    /// internal relay with a private CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for EmailConfig {
@@ -285,6 +288,7 @@ impl Default for EmailConfig {
             retry_seconds: 30,
             poll_interval_ms: 1000,
             timeout_seconds: 30,
+            ca_file: None,
         }
     }
 }
@@ -505,6 +509,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("TOCSIN_SMTP_PORT", "email.port"),
     ("TOCSIN_SMTP_TLS", "email.tls"),
     ("TOCSIN_SMTP_USERNAME", "email.username"),
+    ("TOCSIN_SMTP_CA_FILE", "email.ca_file"),
     ("TOCSIN_EMAIL_FROM", "email.from"),
     ("TOCSIN_EMAIL_RETRY_SECONDS", "email.retry_seconds"),
     ("TOCSIN_EMAIL_POLL_INTERVAL_MS", "email.poll_interval_ms"),
@@ -629,6 +634,10 @@ impl Config {
                     }
                 }
                 "email.username" => self.email.username = value,
+                "email.ca_file" => {
+                    self.email.ca_file =
+                        Some(value.into()).filter(|p: &PathBuf| !p.as_os_str().is_empty())
+                }
                 "email.from" => self.email.from = value,
                 "email.retry_seconds" => {
                     self.email.retry_seconds =

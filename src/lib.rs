@@ -9,6 +9,7 @@ pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod cases;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod email;

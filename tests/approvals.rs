@@ -7,9 +7,9 @@
 
 mod common;
 
-use common::smtp::SmtpSink;
+use common::smtp::{Security, SmtpSink, TestCa};
 use common::stub::Stub;
-use common::{browser, form_value, login, Server, TestDb};
+use common::{browser, form_value, login, Server, TestClock, TestDb};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -85,8 +85,16 @@ impl Env {
     }
 
     fn restart(&mut self) {
+        self.restart_with(&[]);
+    }
+
+    /// Kills the server and starts it again with `more` variables on top of the first
+    /// start's (a later value wins).
+    fn restart_with(&mut self, more: &[(&str, &str)]) {
         self.server.kill();
-        self.server = start(&self.db, &self.extra);
+        let mut env = self.extra.clone();
+        env.extend(more.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self.server = start(&self.db, &env);
     }
 
     fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
@@ -98,6 +106,11 @@ impl Env {
             .unwrap();
         let status = res.status().as_u16();
         (status, res.json().unwrap_or(Value::Null))
+    }
+
+    /// Posts a decision on gate `gate` as the holder of `token`.
+    fn decision(&self, token: &str, gate: i64, body: Value) -> (u16, Value) {
+        self.post(token, &format!("/api/v1/approvals/{gate}/decision"), body)
     }
 
     fn get(&self, token: &str, path: &str) -> (u16, Value) {
@@ -276,22 +289,6 @@ steps:
       required: 2
       timeout: 1h
       message: Isolate the host?
-"#;
-
-const ESCALATING: &str = r#"
-id: escalating
-version: 1
-trigger: { on: manual }
-steps:
-  - id: wipe
-    uses: http.request
-    with: { method: DELETE, url: STUB/wipe }
-    approval:
-      users: [rex]
-      timeout: 1s
-      on_timeout: escalate
-      escalate_to: { users: [rae], timeout: 1h }
-      message: Wipe the mailbox?
 "#;
 
 fn email_links_decide_only_after_confirmation_and_only_once(db: TestDb) {
@@ -660,10 +657,11 @@ fn four_eyes_through_two_approvers_links(db: TestDb) {
 }
 
 fn escalation_emails_the_new_approvers_and_withdraws_old_links(db: TestDb) {
-    let env = Env::new(db, &[("escalating", ESCALATING)], Some(SmtpSink::start()));
-    let id = env.start("escalating");
+    let clock = TestClock::new(&db);
+    let (env, id) = escalating_run(db, &clock);
     let gid = env.gate(id)["id"].as_i64().unwrap();
-    // After the 1 s deadline the gate escalates to rae, who is e-mailed.
+    // After the hour's deadline the gate escalates to rae, who is e-mailed.
+    clock.advance(HOUR + MINUTE);
     let mails = env.sink().wait_for("rae@example.org", 1);
     let gate = env.gate_by_id(gid);
     assert_eq!(gate["escalation_level"], 1);
@@ -886,7 +884,586 @@ fn notify_email_rows_are_delivered_by_the_sender(db: TestDb) {
     );
 }
 
+// ---------------------------------------------------------------------------------------
+// Deadlines on a moved clock: the server's scheduler reads a clock the test shifts
+// forward (`TOCSIN_TEST_CLOCK_FILE`), so hour-long deadlines pass at once and nothing
+// here depends on how fast the machine is.
+
+/// An environment whose server runs on `clock`, with `extra` variables.
+fn on_clock(
+    db: TestDb,
+    clock: &TestClock,
+    playbooks: &[(&str, &str)],
+    extra: &[(&str, &str)],
+) -> Env {
+    let (k, v) = clock.env();
+    let mut all = vec![(k.as_str(), v.as_str())];
+    all.extend_from_slice(extra);
+    Env::with_env(db, playbooks, Some(SmtpSink::start()), &all)
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+const MINUTE: Duration = Duration::from_secs(60);
+
+const ESCALATE_THEN_REJECT: &str = r#"
+id: escalate-then-reject
+version: 1
+trigger: { on: manual }
+steps:
+  - id: wipe
+    uses: http.request
+    with: { method: DELETE, url: STUB/wipe }
+    approval:
+      users: [rex]
+      timeout: 1h
+      on_timeout: escalate
+      escalate_to: { users: [rae], timeout: 30m }
+      message: Wipe the mailbox?
+"#;
+
+/// A server on `clock` with the escalate-then-reject playbook, and a run of it started.
+fn escalating_run(db: TestDb, clock: &TestClock) -> (Env, i64) {
+    let env = on_clock(
+        db,
+        clock,
+        &[("escalate-then-reject", ESCALATE_THEN_REJECT)],
+        &[],
+    );
+    let id = env.start("escalate-then-reject");
+    (env, id)
+}
+
+fn escalation_after_the_deadline_then_final_reject(db: TestDb) {
+    let clock = TestClock::new(&db);
+    let (env, id) = escalating_run(db, &clock);
+    let gate = env.gate(id);
+    let gid = gate["id"].as_i64().unwrap();
+    let rex_link = env.sink().wait_for("rex@example.org", 1)[0].link("approve");
+    assert_eq!(gate["escalation_level"], 0);
+
+    // Past the first deadline: rae is asked, with a new deadline half an hour on.
+    clock.advance(HOUR + MINUTE);
+    let gate = env.wait_gate(gid, "escalation", |g| g["escalation_level"] == 1);
+    assert_eq!(gate["status"], "pending");
+    assert_eq!(gate["approvers"]["users"], json!(["rae"]));
+    let first: chrono::DateTime<chrono::Utc> =
+        gate["created_at"].as_str().unwrap().parse().unwrap();
+    let second: chrono::DateTime<chrono::Utc> =
+        gate["deadline_at"].as_str().unwrap().parse().unwrap();
+    let after = (second - first).num_minutes();
+    assert!(
+        (90..=92).contains(&after),
+        "new deadline {after} min after the request"
+    );
+    let rae_mail = env.sink().wait_for("rae@example.org", 1);
+    assert!(rae_mail[0].header("Subject").unwrap().contains("escalated"));
+    // rex's link is withdrawn, and he is no longer an approver.
+    let page = open(&browser(), &rex_link);
+    assert_eq!(page.status, 410, "{}", page.body);
+    let rex = env.db.token("rex");
+    let (status, body) = env.decision(&rex, gid, json!({ "decision": "approve" }));
+    assert_eq!(status, 403, "{body}");
+
+    // Past the second deadline: nobody decided, the gate times out and the step is
+    // rejected; the run goes on without the call.
+    clock.advance(31 * MINUTE);
+    let run = env.finished(id);
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(step(&run, "wipe")["status"], "rejected");
+    assert_eq!(env.stub.hits("/wipe"), 0);
+    let gate = env.gate_by_id(gid);
+    assert_eq!(gate["status"], "timed_out");
+    assert_eq!(gate["outcome_reason"], "nobody decided before the deadline");
+    let page = open(&browser(), &rae_mail[0].link("approve"));
+    assert_eq!(page.status, 409, "{}", page.body);
+    assert_eq!(env.db.audit_with_action("approval.escalated").len(), 1);
+    let timed_out = env.db.audit_with_action("approval.timed_out");
+    assert_eq!(timed_out.len(), 1);
+    assert_eq!(timed_out[0]["details"]["outcome"], "timed_out");
+    env.db.run_ok(&["audit", "verify"]);
+}
+
+fn four_eyes_needs_both_approvals_before_the_deadline(db: TestDb) {
+    let clock = TestClock::new(&db);
+    let env = on_clock(db, &clock, &[("four-eyes", FOUR_EYES)], &[]);
+    // Two approvals, 40 minutes apart, both in time: the step runs once.
+    let id = env.start("four-eyes");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    let rex = env.db.token("rex");
+    let rae = env.db.token("rae");
+    let path = format!("/api/v1/approvals/{gid}/decision");
+    // `acknowledge` is for acknowledgement gates; it approves nothing here.
+    let (status, body) = env.post(&rex, &path, json!({ "decision": "acknowledge" }));
+    assert_eq!(status, 403, "{body}");
+    let (status, gate) = env.post(&rex, &path, json!({ "decision": "approve" }));
+    assert_eq!(status, 200, "{gate}");
+    assert_eq!(gate["status"], "pending");
+    // The same approver twice does not make two.
+    let (status, _) = env.post(&rex, &path, json!({ "decision": "approve" }));
+    assert_eq!(status, 409);
+    clock.advance(40 * MINUTE);
+    let (status, gate) = env.post(&rae, &path, json!({ "decision": "approve" }));
+    assert_eq!(status, 200, "{gate}");
+    assert_eq!(gate["status"], "approved");
+    let run = env.finished(id);
+    assert_eq!(step(&run, "isolate")["status"], "succeeded");
+    assert_eq!(env.stub.hits("/isolate"), 1);
+
+    // One approval, then the deadline: the single approval does not run the step.
+    let id = env.start("four-eyes");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    let path = format!("/api/v1/approvals/{gid}/decision");
+    let (status, _) = env.post(&rex, &path, json!({ "decision": "approve" }));
+    assert_eq!(status, 200);
+    clock.advance(HOUR + MINUTE);
+    let run = env.finished(id);
+    assert_eq!(step(&run, "isolate")["status"], "rejected");
+    let gate = env.gate_by_id(gid);
+    assert_eq!(gate["status"], "timed_out");
+    assert_eq!(gate["decisions"].as_array().unwrap().len(), 1);
+    // A decision after the gate settled is refused.
+    let (status, body) = env.post(&rae, &path, json!({ "decision": "approve" }));
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        env.stub.hits("/isolate"),
+        1,
+        "still only the first run's call"
+    );
+}
+
+const APPROVE_ON_TIMEOUT: &str = r#"
+id: approve-on-timeout
+version: 1
+trigger: { on: manual }
+steps:
+  - id: block
+    uses: http.request
+    with: { method: POST, url: STUB/block }
+    approval:
+      roles: [responder]
+      timeout: 1h
+      on_timeout: escalate
+      escalate_to: { users: [rae], timeout: 30m, on_timeout: approve }
+      message: Block it?
+"#;
+
+fn approve_on_timeout_only_where_configuration_allows_it(db: TestDb) {
+    // Without the policy the playbook is refused when it loads.
+    let dir = db.dir.path().join("policy-check");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("approve-on-timeout.yaml");
+    std::fs::write(
+        &file,
+        APPROVE_ON_TIMEOUT.replace("STUB", "http://127.0.0.1:9"),
+    )
+    .unwrap();
+    let out = db
+        .tocsin()
+        .args(["playbook", "validate", file.to_str().unwrap()])
+        .env("TOCSIN_PLAYBOOKS_DIR", &dir)
+        .env("TOCSIN_PLAYBOOKS_INTEGRATIONS_DIR", &dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("allow_approve_on_timeout is off"), "{text}");
+
+    // With it: escalated, then approved by policy when the escalated deadline passes.
+    let allow = db.dir.path().join("allow.toml");
+    std::fs::write(&allow, "[playbooks]\nallow_approve_on_timeout = true\n").unwrap();
+    let allow = allow.display().to_string();
+    let clock = TestClock::new(&db);
+    let mut env = on_clock(
+        db,
+        &clock,
+        &[("approve-on-timeout", APPROVE_ON_TIMEOUT)],
+        &[("TOCSIN_CONFIG", allow.as_str())],
+    );
+    let id = env.start("approve-on-timeout");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    clock.advance(HOUR + MINUTE);
+    env.wait_gate(gid, "escalation", |g| g["escalation_level"] == 1);
+    clock.advance(31 * MINUTE);
+    let run = env.finished(id);
+    assert_eq!(step(&run, "block")["status"], "succeeded", "{run:#}");
+    assert_eq!(env.stub.hits("/block"), 1);
+    let gate = env.gate_by_id(gid);
+    assert_eq!(gate["status"], "approved");
+    assert_eq!(gate["outcome_reason"], "approved on timeout (policy)");
+    assert!(gate["decisions"].as_array().unwrap().is_empty());
+
+    // A run that started under the policy, on a server restarted without it (and without
+    // the playbook file): its deadline rejects instead.
+    let id = env.start("approve-on-timeout");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    std::fs::remove_file(env.db.dir.path().join("playbooks/approve-on-timeout.yaml")).unwrap();
+    let none = env.db.dir.path().join("empty.toml");
+    std::fs::write(&none, "").unwrap();
+    let none = none.display().to_string();
+    env.restart_with(&[("TOCSIN_CONFIG", none.as_str())]);
+    clock.advance(HOUR + MINUTE);
+    env.wait_gate(gid, "escalation", |g| g["escalation_level"] == 1);
+    clock.advance(31 * MINUTE);
+    let run = env.finished(id);
+    assert_eq!(step(&run, "block")["status"], "rejected", "{run:#}");
+    assert_eq!(env.gate_by_id(gid)["status"], "timed_out");
+    assert_eq!(env.stub.hits("/block"), 1, "only the first run's call");
+}
+
+fn a_deadline_passing_while_the_server_is_down_fires_once_after_restart(db: TestDb) {
+    let clock = TestClock::new(&db);
+    let (mut env, id) = escalating_run(db, &clock);
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    env.sink().wait_for("rex@example.org", 1);
+    // Down while the first deadline passes; the restarted server escalates, once.
+    env.server.kill();
+    clock.advance(2 * HOUR);
+    env.restart();
+    env.wait_gate(gid, "escalation", |g| g["escalation_level"] == 1);
+    env.sink().wait_for("rae@example.org", 1);
+    // Recorded as sent before the next kill (a kill between delivery and its record
+    // would rightly send again: delivery is at least once).
+    env.wait_gate(gid, "rae's e-mail recorded", |g| {
+        g["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["user"] == "rae" && n["status"] == "sent")
+    });
+    // Restarted again before the second deadline: no second escalation, no second e-mail.
+    env.restart();
+    env.wait_gate(gid, "still escalated once", |g| {
+        g["escalation_level"] == 1 && g["status"] == "pending"
+    });
+    // Down again while the second deadline passes: it times out once.
+    env.server.kill();
+    clock.advance(HOUR);
+    env.restart();
+    let run = env.finished(id);
+    assert_eq!(step(&run, "wipe")["status"], "rejected");
+    assert_eq!(env.gate_by_id(gid)["status"], "timed_out");
+    assert_eq!(env.db.audit_with_action("approval.escalated").len(), 1);
+    assert_eq!(env.db.audit_with_action("approval.timed_out").len(), 1);
+    assert_eq!(env.sink().to("rae@example.org").len(), 1);
+    assert_eq!(env.stub.hits("/wipe"), 0);
+    env.db.run_ok(&["audit", "verify"]);
+}
+
+fn an_expired_link_is_refused_and_decides_nothing(db: TestDb) {
+    let clock = TestClock::new(&db);
+    let mut env = on_clock(db, &clock, &[("gated", GATED)], &[]);
+    let id = env.start("gated");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    let link = env.sink().wait_for("rex@example.org", 1)[0].link("approve");
+    env.wait_gate(gid, "sent", |g| {
+        g["notifications"]
+            .as_array()
+            .is_some_and(|n| n.iter().all(|x| x["status"] == "sent"))
+    });
+    // The page opened before the deadline, the form sent after it.
+    let client = browser();
+    let old_base = env.server.base.clone();
+    // Without the engine nothing applies the deadline, so the link itself must refuse.
+    env.restart_with(&[("TOCSIN_ENGINE_ENABLED", "false")]);
+    let link = link.replace(&old_base, &env.server.base);
+    let page = open(&client, &link);
+    assert_eq!(page.status, 200, "{}", page.body);
+    clock.advance(2 * HOUR);
+    let late = submit(&client, &link, &page.body, "");
+    assert_eq!(late.status, 410, "{}", late.body);
+    assert!(late.body.contains("expired"), "{}", late.body);
+    let again = open(&browser(), &link);
+    assert_eq!(again.status, 410, "{}", again.body);
+    let rae = env.db.token("rae");
+    let (status, body) = env.decision(&rae, gid, json!({ "decision": "approve" }));
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "deadline_passed", "{body}");
+    let gate = env.gate_by_id(gid);
+    assert_eq!(gate["status"], "pending");
+    assert!(gate["decisions"].as_array().unwrap().is_empty());
+    let views = env.db.audit_with_action("approval.link_viewed");
+    assert!(
+        views.iter().any(|v| v["details"]["outcome"] == "expired"),
+        "{views:#?}"
+    );
+    let refused = env.db.audit_with_action("approval.link_refused");
+    assert!(
+        refused.iter().any(|v| v["details"]["reason"] == "expired"),
+        "{refused:#?}"
+    );
+    // With the engine back, the deadline applies: the step is rejected, never run.
+    env.restart();
+    let run = env.finished(id);
+    assert_eq!(step(&run, "block")["status"], "rejected");
+    assert_eq!(env.stub.hits("/block"), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// SMTP over TLS, and permanent refusals
+
+/// Runs a gated playbook against a TLS sink trusting `ca` through `email.ca_file`; the
+/// e-mail arrives over TLS and its link decides.
+fn delivers_over(db: TestDb, security: Security) {
+    let ca = TestCa::new();
+    let ca_file = db.dir.path().join("relay-ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    let ca_file = ca_file.display().to_string();
+    let env = Env::with_env(
+        db,
+        &[("gated", GATED)],
+        Some(SmtpSink::start_tls(security, &ca)),
+        &[("TOCSIN_SMTP_CA_FILE", ca_file.as_str())],
+    );
+    let id = env.start("gated");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    let mail = env.sink().wait_for("rex@example.org", 1);
+    assert!(mail[0].tls, "delivered without TLS");
+    assert!(env.sink().messages().iter().all(|m| m.tls));
+    assert_eq!(env.sink().failed_handshakes(), 0);
+    env.wait_gate(gid, "3 sent", |g| {
+        g["notifications"]
+            .as_array()
+            .is_some_and(|n| n.len() == 3 && n.iter().all(|x| x["status"] == "sent"))
+    });
+    let done = confirm(&browser(), &mail[0].link("approve"), "");
+    assert_eq!(done.status, 200, "{}", done.body);
+    env.finished(id);
+    assert_eq!(env.stub.hits("/block"), 1);
+}
+
+fn starttls_delivers_to_a_relay_with_a_private_ca(db: TestDb) {
+    delivers_over(db, Security::StartTls);
+}
+
+fn implicit_tls_delivers_to_a_relay_with_a_private_ca(db: TestDb) {
+    delivers_over(db, Security::Implicit);
+}
+
+fn an_untrusted_relay_certificate_is_refused_retried_and_audited(db: TestDb) {
+    // The relay's CA is not configured: the handshake fails and nothing is sent.
+    let ca = TestCa::new();
+    let env = Env::new(
+        db,
+        &[("gated", GATED)],
+        Some(SmtpSink::start_tls(Security::StartTls, &ca)),
+    );
+    let id = env.start("gated");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    let gate = env.wait_gate(gid, "failed attempts", |g| {
+        g["notifications"].as_array().is_some_and(|n| {
+            n.len() == 3 && n.iter().all(|x| x["attempts"].as_i64().unwrap_or(0) >= 2)
+        })
+    });
+    for n in gate["notifications"].as_array().unwrap() {
+        assert_ne!(n["status"], "sent", "{n:#}");
+        assert_ne!(
+            n["status"], "failed",
+            "a certificate problem is retried: {n:#}"
+        );
+        let err = n["last_error"].as_str().unwrap_or_default();
+        assert!(err.contains("certificate"), "{n:#}");
+    }
+    assert!(env.sink().messages().is_empty());
+    env.sink().wait_failed_handshakes(6);
+    let failed = env.db.audit_with_action("approval.notification_failed");
+    assert!(failed.len() >= 6, "{failed:#?}");
+    assert!(failed
+        .iter()
+        .all(|f| f["details"]["will_retry"] == true && f["details"]["permanent"] == false));
+    let (_, outbox) = env.get(&env.ada, "/api/v1/outbox");
+    assert!(outbox["emails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["last_error"]
+            .as_str()
+            .is_some_and(|x| x.contains("certificate"))));
+    assert_eq!(env.gate_by_id(gid)["status"], "pending");
+}
+
+fn a_permanent_smtp_refusal_fails_at_once(db: TestDb) {
+    let sink = SmtpSink::start();
+    sink.unknown_mailbox("rex@example.org");
+    let env = Env::new(db, &[("gated", GATED)], Some(sink));
+    let id = env.start("gated");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    // The others are delivered; rex's e-mail fails after one attempt.
+    env.sink().wait_for("rae@example.org", 1);
+    let gate = env.wait_gate(gid, "rex failed, the others sent", |g| {
+        g["notifications"].as_array().is_some_and(|n| {
+            n.len() == 3
+                && n.iter().all(|x| {
+                    (x["user"] == "rex" && x["status"] == "failed")
+                        || (x["user"] != "rex" && x["status"] == "sent")
+                })
+        })
+    });
+    let rex = gate["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["user"] == "rex")
+        .unwrap()
+        .clone();
+    assert_eq!(rex["attempts"], 1, "{rex:#}");
+    assert!(
+        rex["last_error"].as_str().unwrap().contains("550"),
+        "{rex:#}"
+    );
+    let (_, outbox) = env.get(&env.ada, "/api/v1/outbox?status=failed");
+    let failed_rows = outbox["emails"].as_array().unwrap();
+    assert_eq!(failed_rows.len(), 1, "{outbox:#}");
+    assert_eq!(failed_rows[0]["recipients"], "rex@example.org");
+    let failed = env.db.audit_with_action("approval.notification_failed");
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0]["details"]["approver"], "rex");
+    assert_eq!(failed[0]["details"]["permanent"], true);
+    assert_eq!(failed[0]["details"]["will_retry"], false);
+    assert!(env.sink().to("rex@example.org").is_empty());
+    // The gate still waits for the others.
+    assert_eq!(gate["status"], "pending");
+}
+
+// ---------------------------------------------------------------------------------------
+// Acknowledgement gates: the same deadline rows and scheduler, a different question
+
+const ACKNOWLEDGE: &str = r#"
+id: acknowledge
+version: 1
+trigger: { on: manual }
+steps:
+  - id: ack
+    uses: acknowledgement
+    with:
+      message: "Disk full on db-01: acknowledge or it escalates"
+      timeout: 15m
+      roles: [analyst]
+      escalate_to: { users: [ada], timeout: 10m }
+  - id: escalate
+    uses: noop
+    if: $.steps.ack.output.acknowledged == false
+    with: { value: "escalated" }
+"#;
+
+fn an_acknowledgement_by_link_stops_the_escalation(db: TestDb) {
+    let clock = TestClock::new(&db);
+    let env = on_clock(db, &clock, &[("acknowledge", ACKNOWLEDGE)], &[]);
+    let id = env.start("acknowledge");
+    let gate = env.gate(id);
+    let gid = gate["id"].as_i64().unwrap();
+    assert_eq!(gate["kind"], "acknowledgement");
+    // Analysts acknowledge, so ann (who started the run) is asked too; the viewer is not.
+    let mail = env.sink().wait_for("ann@example.org", 1);
+    let subject = mail[0].header("Subject").unwrap();
+    assert!(subject.contains("Acknowledgement needed"), "{subject}");
+    let text = mail[0].text();
+    assert!(text.contains("Acknowledge: "), "{text}");
+    assert!(!text.contains("Reject:"), "{text}");
+    // The viewer may not acknowledge; nobody may reject an acknowledgement.
+    let (status, _) = env.decision(&env.vic, gid, json!({ "decision": "acknowledge" }));
+    assert_eq!(status, 403);
+    let (status, _) = env.decision(
+        &env.ann,
+        gid,
+        json!({ "decision": "reject", "comment": "no" }),
+    );
+    assert_eq!(status, 403);
+    // Ten minutes on, ann acknowledges from the e-mail.
+    clock.advance(10 * MINUTE);
+    let link = mail[0].link("approve");
+    let page = open(&browser(), &link);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Acknowledge request"), "{}", page.body);
+    assert!(!page.body.contains("Reject instead"), "{}", page.body);
+    let done = confirm(&browser(), &link, "on it");
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("Acknowledged"), "{}", done.body);
+    let run = env.finished(id);
+    let ack = &step(&run, "ack")["output"];
+    assert_eq!(ack["acknowledged"], true, "{ack:#}");
+    assert_eq!(ack["by"], "ann");
+    assert_eq!(ack["via"], "email");
+    assert_eq!(step(&run, "escalate")["status"], "skipped");
+    let gate = env.gate_by_id(gid);
+    assert_eq!(gate["status"], "acknowledged");
+    assert_eq!(gate["decisions"][0]["decision"], "acknowledge");
+    // Past the old deadline nothing more happens: the gate stays acknowledged.
+    clock.advance(HOUR);
+    assert_eq!(env.gate_by_id(gid)["status"], "acknowledged");
+    assert!(env.db.audit_with_action("approval.escalated").is_empty());
+    let decided = env.db.audit_with_action("approval.decided");
+    assert_eq!(decided[0]["details"]["decision"], "acknowledge");
+    assert_eq!(decided[0]["details"]["channel"], "email");
+}
+
+fn an_unacknowledged_request_escalates_then_the_playbook_goes_on(db: TestDb) {
+    let clock = TestClock::new(&db);
+    let mut env = on_clock(db, &clock, &[("acknowledge", ACKNOWLEDGE)], &[]);
+    let id = env.start("acknowledge");
+    let gid = env.gate(id)["id"].as_i64().unwrap();
+    env.sink().wait_for("rex@example.org", 1);
+    // Nobody acknowledges within 15 minutes: ada is asked, for 10 more, even across a
+    // restart.
+    clock.advance(16 * MINUTE);
+    let gate = env.wait_gate(gid, "escalation", |g| g["escalation_level"] == 1);
+    assert_eq!(gate["approvers"]["users"], json!(["ada"]));
+    let mails = env.sink().wait_for("ada@example.org", 2);
+    assert!(mails[1].header("Subject").unwrap().contains("escalated"));
+    assert!(mails[1].text().contains("Nobody acknowledged in time"));
+    env.restart();
+    clock.advance(11 * MINUTE);
+    let run = env.finished(id);
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    let ack = &step(&run, "ack")["output"];
+    assert_eq!(ack["acknowledged"], false, "{ack:#}");
+    assert_eq!(step(&run, "escalate")["status"], "succeeded");
+    assert_eq!(step(&run, "escalate")["output"], "escalated");
+    let gate = env.gate_by_id(gid);
+    assert_eq!(gate["status"], "timed_out");
+    assert_eq!(
+        gate["outcome_reason"],
+        "nobody acknowledged before the deadline"
+    );
+    assert_eq!(env.db.audit_with_action("approval.escalated").len(), 1);
+    let timed_out = env.db.audit_with_action("approval.timed_out");
+    assert_eq!(timed_out.len(), 1);
+    assert_eq!(timed_out[0]["details"]["kind"], "acknowledgement");
+}
+
+fn a_bad_ca_file_stops_the_server_naming_the_key(db: TestDb) {
+    let sink = SmtpSink::start();
+    let bad = db.dir.path().join("not-a-ca.pem");
+    std::fs::write(&bad, "hello").unwrap();
+    for file in [bad.display().to_string(), "/nonexistent/ca.pem".to_string()] {
+        let mut cmd = db.tocsin();
+        cmd.args(["serve"])
+            .env("TOCSIN_LISTEN", "127.0.0.1:0")
+            .env("TOCSIN_SMTP_CA_FILE", &file);
+        for (k, v) in sink.env() {
+            cmd.env(k, v);
+        }
+        cmd.env("TOCSIN_SMTP_TLS", "starttls");
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("email.ca_file"), "{err}");
+    }
+}
+
 both_backends!(
+    a_bad_ca_file_stops_the_server_naming_the_key,
+    an_acknowledgement_by_link_stops_the_escalation,
+    an_unacknowledged_request_escalates_then_the_playbook_goes_on,
+    starttls_delivers_to_a_relay_with_a_private_ca,
+    implicit_tls_delivers_to_a_relay_with_a_private_ca,
+    an_untrusted_relay_certificate_is_refused_retried_and_audited,
+    a_permanent_smtp_refusal_fails_at_once,
+    escalation_after_the_deadline_then_final_reject,
+    four_eyes_needs_both_approvals_before_the_deadline,
+    approve_on_timeout_only_where_configuration_allows_it,
+    a_deadline_passing_while_the_server_is_down_fires_once_after_restart,
+    an_expired_link_is_refused_and_decides_nothing,
     two_concurrent_posts_of_one_link_decide_once,
     notify_email_rows_are_delivered_by_the_sender,
     email_links_decide_only_after_confirmation_and_only_once,

@@ -6,7 +6,7 @@
 mod common;
 
 use common::stub::{Behavior, Stub};
-use common::{browser, Server, TestDb};
+use common::{browser, Server, TestClock, TestDb};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,8 @@ struct Env {
     rae: String,
     ada: String,
     vic: String,
+    /// The server's scheduler clock, which tests move forward.
+    clock: TestClock,
 }
 
 /// A configured integration secret, whose value must never be stored or audited.
@@ -31,6 +33,14 @@ const SERVER_ENV: [(&str, &str); 2] = [
     ("TOCSIN_ENGINE_LEASE_SECONDS", "2"),
     ("TOCSIN_SECRET_DEMO_TOKEN", SECRET),
 ];
+
+/// The server on `db`, its scheduler on `clock`.
+fn start(db: &TestDb, clock: &TestClock) -> Server {
+    let (k, v) = clock.env();
+    let mut env: Vec<(&str, &str)> = SERVER_ENV.to_vec();
+    env.push((k.as_str(), v.as_str()));
+    Server::start_with(db, &env)
+}
 
 impl Env {
     /// Writes `playbooks` (id → YAML, where `STUB` stands for the stub's base URL) and
@@ -54,11 +64,13 @@ impl Env {
             db.token("ada"),
             db.token("vic"),
         );
-        let server = Server::start_with(&db, &SERVER_ENV);
+        let clock = TestClock::new(&db);
+        let server = start(&db, &clock);
         Env {
             db,
             server,
             stub,
+            clock,
             ann,
             rex,
             rae,
@@ -69,7 +81,7 @@ impl Env {
 
     fn restart(&mut self) {
         self.server.kill();
-        self.server = Server::start_with(&self.db, &SERVER_ENV);
+        self.server = start(&self.db, &self.clock);
     }
 
     fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
@@ -680,22 +692,42 @@ steps:
     uses: http.request
     needs: []
     with: { method: DELETE, url: STUB/quick }
-    approval: { roles: [responder], timeout: 1s, message: Quick? }
+    approval: { roles: [responder], timeout: 30m, message: Quick? }
   - id: escalating
     uses: http.request
     needs: []
     with: { method: DELETE, url: STUB/escalating }
     approval:
       roles: [responder]
-      timeout: 1s
+      timeout: 1h
       on_timeout: escalate
-      escalate_to: { roles: [admin], timeout: 1s }
+      escalate_to: { roles: [admin], timeout: 1h }
       message: Escalating?
 "#;
 
 fn gate_deadlines_reject_or_escalate(db: TestDb) {
     let env = Env::new(db, &[("deadlines", DEADLINES)]);
     let id = env.start("deadlines", json!({}));
+    // Both gates open; 31 minutes on the quick one has timed out, the other not yet.
+    env.wait_for(id, "two gates", |r| {
+        r["approvals"].as_array().is_some_and(|a| a.len() == 2)
+    });
+    env.clock.advance(Duration::from_secs(31 * 60));
+    env.wait_for(id, "the quick gate rejected", |r| {
+        step(r, "quick")["status"] == "rejected"
+    });
+    let run = env.run(id);
+    assert_eq!(step(&run, "escalating")["status"], "waiting_approval");
+    // Past the first hour it escalates to admins; past the second it times out.
+    env.clock.advance(Duration::from_secs(30 * 60));
+    env.wait_for(id, "escalation", |r| {
+        r["approvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["escalation_level"] == 1)
+    });
+    env.clock.advance(Duration::from_secs(3600));
     let run = env.finished(id);
     assert_eq!(run["status"], "succeeded", "{run:#}");
     assert_eq!(step(&run, "quick")["status"], "rejected");

@@ -352,3 +352,69 @@ fn a_broken_integration_refuses_the_folder() {
     assert!(text.contains("UPPER_SNAKE_CASE"), "{text}");
     assert!(text.contains("uses input \"missing\""), "{text}");
 }
+
+#[test]
+fn broken_acknowledgement_steps_are_refused() {
+    let Some(d) = Dir::new() else { return };
+    let ack = |with: &str| {
+        with_step(&format!(
+            "  - id: ack\n    uses: acknowledgement\n    with: {{ message: Ack?, {with} }}\n"
+        ))
+    };
+    d.refused("ack-timeout.yaml", &ack("timeout: soon"), 7, "with.timeout");
+    d.refused(
+        "ack-missing.yaml",
+        &with_step("  - id: ack\n    uses: acknowledgement\n    with: { message: Ack? }\n"),
+        7,
+        "needs `with.timeout`",
+    );
+    d.refused(
+        "ack-viewer.yaml",
+        &ack("timeout: 5m, roles: [viewer]"),
+        7,
+        "viewer may not acknowledge",
+    );
+    d.refused(
+        "ack-escalate.yaml",
+        &ack("timeout: 5m, escalate_to: { roles: [responder] }"),
+        7,
+        "escalate_to needs `timeout`",
+    );
+    d.refused(
+        "ack-check-containment.yaml",
+        &ack("timeout: 5m, check: { uses: fw.block, with: { ip: x, reason: y }, acknowledged: 'true' }"),
+        7,
+        "must be an enrichment action",
+    );
+    d.refused(
+        "ack-check-input.yaml",
+        &ack("timeout: 5m, check: { uses: fw.lookup, acknowledged: 'true' }"),
+        7,
+        "needs `with.ip`",
+    );
+    d.refused(
+        "ack-check-condition.yaml",
+        &ack("timeout: 5m, check: { uses: fw.lookup, with: { ip: x }, acknowledged: '$.output.score >' }"),
+        7,
+        "with.check.acknowledged",
+    );
+    d.refused(
+        "ack-check-every.yaml",
+        &ack("timeout: 5m, check: { uses: fw.lookup, with: { ip: x }, acknowledged: 'true', every: 10ms }"),
+        7,
+        "at least 1s",
+    );
+    d.refused(
+        "ack-check-key.yaml",
+        &ack("timeout: 5m, check: { uses: fw.lookup, with: { ip: x }, acknowledged: 'true', often: 1 }"),
+        7,
+        "takes no key `often`",
+    );
+    let good = d.write(
+        "ack-good.yaml",
+        &ack("timeout: \"${{ $.inputs.t }}\", check: { uses: fw.lookup, with: { ip: x }, acknowledged: \"$.output.score > 1\", by: $.who, every: 30s }")
+            .replace("steps:", "inputs: [ { name: t, type: string, default: 5m } ]\nsteps:"),
+    );
+    let (code, out) = d.validate(&good);
+    assert_eq!(code, 0, "{out}");
+}

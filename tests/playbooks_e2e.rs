@@ -33,6 +33,8 @@ struct Env {
     rex: String,
     rae: String,
     vic: String,
+    /// `TOCSIN_PLAYBOOK_INPUTS` of the server.
+    inputs: String,
 }
 
 impl Env {
@@ -40,6 +42,11 @@ impl Env {
     /// server on the shipped playbooks and integrations. Tests script the fakes'
     /// world afterwards, before they post the alert.
     fn new(db: TestDb, kind: &str) -> Env {
+        Env::with_inputs(db, kind, INPUTS)
+    }
+
+    /// As `new`, with other playbook inputs.
+    fn with_inputs(db: TestDb, kind: &str, inputs: &str) -> Env {
         let vendors = Vendors::start();
         for (name, role) in [
             ("rex", "responder"),
@@ -57,7 +64,7 @@ impl Env {
             .find_map(|l| l.strip_prefix("token="))
             .expect("token printed")
             .to_string();
-        let server = start_server(&db, &vendors);
+        let server = start_server(&db, &vendors, inputs);
         Env {
             db,
             vendors,
@@ -67,13 +74,14 @@ impl Env {
             rex,
             rae,
             vic,
+            inputs: inputs.to_string(),
         }
     }
 
     /// Kills the server with SIGKILL and starts it again on the same database.
     fn restart(&mut self) {
         self.server.kill();
-        self.server = start_server(&self.db, &self.vendors);
+        self.server = start_server(&self.db, &self.vendors, &self.inputs);
     }
 
     /// Posts one vendor event to the ingestion source.
@@ -209,7 +217,7 @@ impl Env {
 }
 
 /// `tocsin serve` on the shipped playbooks and integrations, talking to the fakes.
-fn start_server(db: &TestDb, vendors: &Vendors) -> Server {
+fn start_server(db: &TestDb, vendors: &Vendors, inputs: &str) -> Server {
     let root = env!("CARGO_MANIFEST_DIR");
     let mut env = vendors.env();
     env.extend([
@@ -218,7 +226,7 @@ fn start_server(db: &TestDb, vendors: &Vendors) -> Server {
             "TOCSIN_PLAYBOOKS_INTEGRATIONS_DIR".into(),
             format!("{root}/integrations"),
         ),
-        ("TOCSIN_PLAYBOOK_INPUTS".into(), INPUTS.into()),
+        ("TOCSIN_PLAYBOOK_INPUTS".into(), inputs.into()),
         ("TOCSIN_ENGINE_LEASE_SECONDS".into(), "2".into()),
     ]);
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -1123,8 +1131,7 @@ fn it_outage_pages_escalates_restarts_and_closes_the_ticket(db: TestDb) {
             ("page", "succeeded"),
             ("diagnose", "succeeded"),
             ("ticket_diagnostics", "succeeded"),
-            ("wait_for_ack", "succeeded"),
-            ("check_ack", "succeeded"),
+            ("acknowledge", "succeeded"),
             ("escalate", "succeeded"),
             ("escalation_comment", "succeeded"),
             ("restart", "succeeded"),
@@ -1143,6 +1150,21 @@ fn it_outage_pages_escalates_restarts_and_closes_the_ticket(db: TestDb) {
         ],
     );
     let case_id = run["case_id"].as_i64().unwrap();
+    let ack = &step(&run, "acknowledge")["output"];
+    assert_eq!(ack["acknowledged"], false, "{ack:#}");
+    assert_eq!(ack["check"]["status"], "triggered", "{ack:#}");
+    let gate = run["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["kind"] == "acknowledgement")
+        .unwrap()
+        .clone();
+    assert_eq!(gate["status"], "timed_out", "{gate:#}");
+    assert_eq!(gate["step_id"], "acknowledge");
+    let timed_out = env.db.audit_with_action("approval.timed_out");
+    assert_eq!(timed_out.len(), 1, "{timed_out:#?}");
+    assert_eq!(timed_out[0]["details"]["kind"], "acknowledgement");
 
     // The page: created once, not acknowledged, escalated once, resolved once.
     let pages = env.vendors.calls(Vendor::PagerDuty, "POST", "/incidents");
@@ -1259,7 +1281,20 @@ fn it_outage_acknowledged_on_a_healthy_host_neither_escalates_nor_restarts(db: T
     let id = env.triggered_run("it-outage", "alert.ingested");
     let run = env.finished(id);
     assert_eq!(run["status"], "succeeded", "{run:#}");
-    assert_eq!(run["approvals"], json!([]), "no gate was opened");
+    // One gate, the acknowledgement, settled by PagerDuty's state; no approval was asked.
+    let gates = run["approvals"].as_array().unwrap();
+    assert_eq!(gates.len(), 1, "{gates:#?}");
+    assert_eq!(gates[0]["kind"], "acknowledgement");
+    assert_eq!(gates[0]["status"], "acknowledged");
+    assert_eq!(
+        gates[0]["outcome_reason"],
+        "acknowledged in pagerduty.get_incident"
+    );
+    let ack = &step(&run, "acknowledge")["output"];
+    assert_eq!(ack["acknowledged"], true, "{ack:#}");
+    assert_eq!(ack["by"], "Jane Oncall");
+    assert_eq!(ack["via"], "pagerduty.get_incident");
+    assert_eq!(env.db.audit_with_action("approval.acknowledged").len(), 1);
     assert_steps(
         &run,
         &[
@@ -1267,8 +1302,7 @@ fn it_outage_acknowledged_on_a_healthy_host_neither_escalates_nor_restarts(db: T
             ("page", "succeeded"),
             ("diagnose", "succeeded"),
             ("ticket_diagnostics", "succeeded"),
-            ("wait_for_ack", "succeeded"),
-            ("check_ack", "succeeded"),
+            ("acknowledge", "succeeded"),
             ("escalate", "skipped"),
             ("escalation_comment", "skipped"),
             ("restart", "skipped"),
@@ -1351,8 +1385,7 @@ fn a_killed_server_finishes_the_outage_playbook_with_every_effect_once(db: TestD
                 "page",
                 "diagnose",
                 "ticket_diagnostics",
-                "wait_for_ack",
-                "check_ack",
+                "acknowledge",
                 "escalate",
                 "escalation_comment",
             ]
@@ -1390,8 +1423,7 @@ fn a_killed_server_finishes_the_outage_playbook_with_every_effect_once(db: TestD
             ("page", "succeeded"),
             ("diagnose", "succeeded"),
             ("ticket_diagnostics", "succeeded"),
-            ("wait_for_ack", "succeeded"),
-            ("check_ack", "succeeded"),
+            ("acknowledge", "succeeded"),
             ("escalate", "succeeded"),
             ("escalation_comment", "succeeded"),
             ("restart", "succeeded"),
@@ -1477,7 +1509,65 @@ fn a_killed_server_finishes_the_outage_playbook_with_every_effect_once(db: TestD
     env.audit_intact();
 }
 
+fn it_outage_acknowledged_in_tocsin_does_not_escalate(db: TestDb) {
+    // A long acknowledgement deadline: a person acknowledges in Tocsin, PagerDuty says
+    // nothing.
+    let inputs = INPUTS.replace(r#""ack_timeout": "2s""#, r#""ack_timeout": "1h""#);
+    let env = Env::with_inputs(db, "alertmanager", &inputs);
+    env.vendors.with(|w| w.pagerduty_acknowledges = false);
+    env.ingest(&alertmanager_down());
+    let id = env.triggered_run("it-outage", "alert.ingested");
+    let gate = env.gate(id, "acknowledge");
+    assert_eq!(gate["kind"], "acknowledgement");
+    assert!(
+        gate["message"].as_str().unwrap().contains("within 1h"),
+        "{gate:#}"
+    );
+    // It is in an analyst's inbox too (analysts and above acknowledge); a viewer cannot.
+    let gid = gate["id"].as_i64().unwrap();
+    let (status, body) = env.post(
+        &env.vic,
+        &format!("/api/v1/approvals/{gid}/decision"),
+        json!({ "decision": "acknowledge" }),
+    );
+    assert_eq!(status, 403, "{body}");
+    // An acknowledgement cannot be rejected.
+    let (status, body) = env.post(
+        &env.rex,
+        &format!("/api/v1/approvals/{gid}/decision"),
+        json!({ "decision": "reject", "comment": "no" }),
+    );
+    assert_eq!(status, 403, "{body}");
+    let gate = env.decide(&env.rex, &gate, "acknowledge", None);
+    assert_eq!(gate["status"], "acknowledged");
+    assert_eq!(gate["decisions"][0]["decision"], "acknowledge");
+    let run = env.finished(id);
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    let ack = &step(&run, "acknowledge")["output"];
+    assert_eq!(ack["acknowledged"], true, "{ack:#}");
+    assert_eq!(ack["by"], "rex");
+    assert_eq!(ack["via"], "api");
+    assert_eq!(step(&run, "escalate")["status"], "skipped");
+    assert_eq!(step(&run, "escalation_comment")["status"], "skipped");
+    let incident = step(&run, "page")["output"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(pd_updates(&env, &incident).0, 0, "never escalated");
+    let comments = env.comments(run["case_id"].as_i64().unwrap());
+    assert!(
+        comments.iter().any(|c| c.contains("acknowledged: rex")),
+        "{comments:#?}"
+    );
+    let decided = env.db.audit_with_action("approval.decided");
+    assert_eq!(decided.len(), 1);
+    assert_eq!(decided[0]["details"]["decision"], "acknowledge");
+    assert_eq!(decided[0]["details"]["kind"], "acknowledgement");
+    env.audit_intact();
+}
+
 both_backends!(
+    it_outage_acknowledged_in_tocsin_does_not_escalate,
     phishing_triage_quarantines_and_blocks_after_approval,
     phishing_triage_of_a_benign_message_opens_no_gate,
     edr_malware_contains_the_host_after_two_approvals,

@@ -7,17 +7,19 @@ use super::{ApprovalError, Decider, Decision, Gate, GateStatus};
 use crate::audit::{self, Actor, NewEvent};
 use crate::auth::{random_secret, secret_hash, users, User};
 use crate::db::schema::approval_links;
-use crate::db::{now, DbConn};
+use crate::db::DbConn;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde_json::json;
 
-/// Creates a link token for `user_id` on `gate_id` and returns it; only its hash is kept.
+/// Creates a link token for `user_id` on `gate_id` at `t` and returns it; only its hash
+/// is kept.
 pub fn mint(
     conn: &mut DbConn,
     gate_id: i64,
     user_id: i64,
     outbox_id: Option<i64>,
+    t: NaiveDateTime,
 ) -> QueryResult<String> {
     let token = random_secret();
     diesel::insert_into(approval_links::table)
@@ -26,33 +28,37 @@ pub fn mint(
             approval_links::user_id.eq(user_id),
             approval_links::outbox_id.eq(outbox_id),
             approval_links::token_hash.eq(secret_hash(&token)),
-            approval_links::created_at.eq(now()),
+            approval_links::created_at.eq(t),
         ))
         .execute(conn)?;
     Ok(token)
 }
 
 /// Withdraws the unused links of an e-mail that could not be delivered.
-pub fn revoke_for_outbox(conn: &mut DbConn, outbox_id: i64) -> QueryResult<usize> {
+pub fn revoke_for_outbox(
+    conn: &mut DbConn,
+    outbox_id: i64,
+    t: NaiveDateTime,
+) -> QueryResult<usize> {
     diesel::update(
         approval_links::table
             .filter(approval_links::outbox_id.eq(outbox_id))
             .filter(approval_links::used_at.is_null())
             .filter(approval_links::revoked_at.is_null()),
     )
-    .set(approval_links::revoked_at.eq(now()))
+    .set(approval_links::revoked_at.eq(t))
     .execute(conn)
 }
 
 /// Withdraws every unused link of a gate (it was escalated to other approvers).
-pub fn revoke_for_gate(conn: &mut DbConn, gate_id: i64) -> QueryResult<usize> {
+pub fn revoke_for_gate(conn: &mut DbConn, gate_id: i64, t: NaiveDateTime) -> QueryResult<usize> {
     diesel::update(
         approval_links::table
             .filter(approval_links::gate_id.eq(gate_id))
             .filter(approval_links::used_at.is_null())
             .filter(approval_links::revoked_at.is_null()),
     )
-    .set(approval_links::revoked_at.eq(now()))
+    .set(approval_links::revoked_at.eq(t))
     .execute(conn)
 }
 
@@ -163,14 +169,15 @@ pub type Lookup = Result<Resolved, (Refusal, Option<Resolved>)>;
 
 type LinkRow = (i64, i64, i64, Option<NaiveDateTime>, Option<NaiveDateTime>);
 
-/// Checks a link for `gate_id`; `needs_login` tells whether the gate's action needs a
-/// console session of the same user.
+/// Checks a link for `gate_id` at `t`; `needs_login` tells whether the gate's action
+/// needs a console session of the same user.
 pub fn resolve(
     conn: &mut DbConn,
     gate_id: i64,
     token: &str,
     access: &Access,
     needs_login: &dyn Fn(&str) -> bool,
+    t: NaiveDateTime,
 ) -> Result<Lookup, ApprovalError> {
     let row: Option<LinkRow> = approval_links::table
         .filter(approval_links::token_hash.eq(secret_hash(token)))
@@ -217,7 +224,7 @@ pub fn resolve(
         Some(Refusal::Used)
     } else if found.gate.status != GateStatus::Pending {
         Some(Refusal::Settled(found.gate.status))
-    } else if found.gate.deadline_at <= now() {
+    } else if found.gate.deadline_at <= t {
         Some(Refusal::Expired)
     } else if access.signed_in.is_none() && needs_login(&found.gate.action) {
         Some(Refusal::LoginRequired {
@@ -306,6 +313,14 @@ pub enum LinkDecision {
     Refused(Refusal, Option<Box<Resolved>>),
 }
 
+/// What a link decision is: which, with what comment, made when.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkRequest<'a> {
+    pub decision: Decision,
+    pub comment: Option<&'a str>,
+    pub at: NaiveDateTime,
+}
+
 /// Decides through a link in the caller's transaction: the decision is recorded as
 /// channel `email` by the link's approver, and the link is spent. A refusal changes
 /// nothing; errors of the decision itself (comment missing, already decided) are returned
@@ -314,12 +329,16 @@ pub fn decide(
     conn: &mut DbConn,
     gate_id: i64,
     token: &str,
-    decision: Decision,
-    comment: Option<&str>,
+    req: LinkRequest<'_>,
     access: &Access,
     needs_login: &dyn Fn(&str) -> bool,
 ) -> Result<LinkDecision, ApprovalError> {
-    let found = match resolve(conn, gate_id, token, access, needs_login)? {
+    let LinkRequest {
+        decision,
+        comment,
+        at: t,
+    } = req;
+    let found = match resolve(conn, gate_id, token, access, needs_login, t)? {
         Ok(f) => f,
         Err((r, f)) => return Ok(LinkDecision::Refused(r, f.map(Box::new))),
     };
@@ -333,14 +352,14 @@ pub fn decide(
         user_agent: access.user_agent.clone(),
     };
     // The gate first (the run row, then the gate: the engine's lock order), the link after.
-    let gate = super::decide(conn, gate_id, &who, decision, comment)?;
+    let gate = super::decide(conn, gate_id, &who, decision, comment, t)?;
     let spent = diesel::update(
         approval_links::table
             .find(found.link_id)
             .filter(approval_links::used_at.is_null())
             .filter(approval_links::revoked_at.is_null()),
     )
-    .set(approval_links::used_at.eq(now()))
+    .set(approval_links::used_at.eq(t))
     .execute(conn)?;
     if spent == 0 {
         // Spent by a concurrent request between the check and here: undo by failing.

@@ -12,7 +12,7 @@ pub mod notify;
 use crate::audit::{self, Actor, AuditError, NewEvent};
 use crate::auth::{Permission, Role};
 use crate::db::schema::{approval_decisions, approval_gates, email_outbox, playbook_runs, users};
-use crate::db::{now, DbConn, DbError};
+use crate::db::{DbConn, DbError};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,8 @@ pub enum ApprovalError {
     CommentRequired,
     #[error("this approval link was used by another request at the same time")]
     LinkSpent,
+    #[error("the deadline of approval gate {0} has passed")]
+    DeadlinePassed(i64),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
@@ -54,6 +56,8 @@ pub enum GateStatus {
     Rejected,
     TimedOut,
     Cancelled,
+    /// An acknowledgement gate that someone (or the vendor) acknowledged.
+    Acknowledged,
 }
 
 impl GateStatus {
@@ -65,11 +69,21 @@ impl GateStatus {
             GateStatus::Rejected => "rejected",
             GateStatus::TimedOut => "timed_out",
             GateStatus::Cancelled => "cancelled",
+            GateStatus::Acknowledged => "acknowledged",
         }
     }
 
-    fn parse(s: &str) -> GateStatus {
+    /// The name stored in the database (an acknowledgement is stored as `approved`).
+    fn stored(self) -> &'static str {
+        match self {
+            GateStatus::Acknowledged => "approved",
+            other => other.as_str(),
+        }
+    }
+
+    fn parse(s: &str, kind: GateKind) -> GateStatus {
         match s {
+            "approved" if kind == GateKind::Acknowledgement => GateStatus::Acknowledged,
             "approved" => GateStatus::Approved,
             "rejected" => GateStatus::Rejected,
             "timed_out" => GateStatus::TimedOut,
@@ -85,6 +99,42 @@ impl std::fmt::Display for GateStatus {
     }
 }
 
+/// What a gate waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateKind {
+    /// Approvers allow (or refuse) a containment step before it runs.
+    Approval,
+    /// Someone acknowledges (an on-call page, say); nobody doing so in time is the
+    /// playbook's cue to escalate.
+    Acknowledgement,
+}
+
+impl GateKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateKind::Approval => "approval",
+            GateKind::Acknowledgement => "acknowledgement",
+        }
+    }
+
+    fn parse(s: &str) -> GateKind {
+        match s {
+            "acknowledgement" => GateKind::Acknowledgement,
+            _ => GateKind::Approval,
+        }
+    }
+
+    /// What deciding on a gate of this kind takes: approving containment, or working cases.
+    pub fn permission(self) -> Permission {
+        match self {
+            GateKind::Approval => Permission::ApproveContainment,
+            GateKind::Acknowledgement => Permission::WorkCases,
+        }
+    }
+}
+
 /// Who may decide.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approvers {
@@ -97,10 +147,11 @@ pub struct Approvers {
 }
 
 impl Approvers {
-    /// Whether a user with `username` and `role` may decide. Approving containment needs
-    /// the responder role whatever the gate lists.
-    pub fn admits(&self, username: &str, role: Role) -> bool {
-        role.allows(Permission::ApproveContainment)
+    /// Whether a user with `username` and `role` may decide on a gate of `kind`. Approving
+    /// containment needs the responder role, acknowledging the analyst role, whatever the
+    /// gate lists.
+    pub fn admits(&self, kind: GateKind, username: &str, role: Role) -> bool {
+        role.allows(kind.permission())
             && (self.roles.iter().any(|r| role >= *r) || self.users.iter().any(|u| u == username))
     }
 }
@@ -109,8 +160,13 @@ impl Approvers {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
+    /// On an acknowledgement gate, the same as `acknowledge` (the console and the links
+    /// send `approve` for both kinds).
     Approve,
     Reject,
+    /// Only for acknowledgement gates, so a client that means to acknowledge cannot
+    /// approve containment by mistake.
+    Acknowledge,
 }
 
 impl Decision {
@@ -119,6 +175,7 @@ impl Decision {
         match self {
             Decision::Approve => "approve",
             Decision::Reject => "reject",
+            Decision::Acknowledge => "acknowledge",
         }
     }
 }
@@ -153,6 +210,7 @@ pub struct NotificationView {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Gate {
     pub id: i64,
+    pub kind: GateKind,
     pub run_id: i64,
     pub step_id: String,
     pub case_id: Option<i64>,
@@ -200,11 +258,13 @@ struct GateRow {
     decided_at: Option<NaiveDateTime>,
     outcome_reason: Option<String>,
     target: Option<String>,
+    kind: String,
 }
 
 /// What the engine asks for when a step reaches its gate.
 #[derive(Debug, Clone)]
 pub struct GateRequest {
+    pub kind: GateKind,
     pub run_id: i64,
     pub step_id: String,
     pub case_id: Option<i64>,
@@ -218,10 +278,14 @@ pub struct GateRequest {
     pub deadline_at: NaiveDateTime,
 }
 
-/// Opens a gate in the caller's transaction, queues e-mail to its approvers and records
-/// `approval.requested`.
-pub fn open(conn: &mut DbConn, actor: &Actor, req: &GateRequest) -> Result<i64, ApprovalError> {
-    let t = now();
+/// Opens a gate at `t` in the caller's transaction, queues e-mail to its approvers and
+/// records `approval.requested`.
+pub fn open(
+    conn: &mut DbConn,
+    actor: &Actor,
+    req: &GateRequest,
+    t: NaiveDateTime,
+) -> Result<i64, ApprovalError> {
     let approvers = serde_json::to_string(&req.approvers).unwrap_or_else(|_| "{}".into());
     let required = i32::try_from(req.required.max(1)).unwrap_or(i32::MAX);
     let id: i64 = crate::on_backend!(conn, |c| diesel::insert_into(approval_gates::table)
@@ -239,11 +303,12 @@ pub fn open(conn: &mut DbConn, actor: &Actor, req: &GateRequest) -> Result<i64, 
             approval_gates::created_at.eq(t),
             approval_gates::deadline_at.eq(req.deadline_at),
             approval_gates::target.eq(serde_json::to_string(&req.target).ok()),
+            approval_gates::kind.eq(req.kind.as_str()),
         ))
         .returning(approval_gates::id)
         .get_result(c))?;
     let gate = get(conn, id)?;
-    let notified = notify::queue(conn, &gate)?;
+    let notified = notify::queue(conn, &gate, t)?;
     audit::append(
         conn,
         NewEvent::new(
@@ -251,6 +316,7 @@ pub fn open(conn: &mut DbConn, actor: &Actor, req: &GateRequest) -> Result<i64, 
             "approval.requested",
             format!("approval:{id}"),
             json!({
+                "kind": req.kind,
                 "run_id": req.run_id,
                 "step": req.step_id,
                 "case_id": req.case_id,
@@ -341,8 +407,19 @@ fn hydrate(conn: &mut DbConn, rows: Vec<GateRow>) -> Result<Vec<Gate>, ApprovalE
     }
     Ok(rows
         .into_iter()
-        .map(|r| Gate {
-            decisions: decisions.remove(&r.id).unwrap_or_default(),
+        .map(|r| {
+            let kind = GateKind::parse(&r.kind);
+            let mut decisions = decisions.remove(&r.id).unwrap_or_default();
+            if kind == GateKind::Acknowledgement {
+                for d in &mut decisions {
+                    d.decision = "acknowledge".into();
+                }
+            }
+            (kind, decisions, r)
+        })
+        .map(|(kind, decisions, r)| Gate {
+            kind,
+            decisions,
             notifications: notifications.remove(&r.id).unwrap_or_default(),
             target: r
                 .target
@@ -353,7 +430,7 @@ fn hydrate(conn: &mut DbConn, rows: Vec<GateRow>) -> Result<Vec<Gate>, ApprovalE
             step_id: r.step_id,
             case_id: r.case_id,
             action: r.action,
-            status: GateStatus::parse(&r.status),
+            status: GateStatus::parse(&r.status, kind),
             message: r.message,
             approvers: serde_json::from_str(&r.approvers).unwrap_or_default(),
             required: r.required,
@@ -408,7 +485,7 @@ pub fn inbox(
         .load(conn)?;
     Ok(gates
         .into_iter()
-        .filter(|g| g.approvers.admits(username, role) && !decided.contains(&g.id))
+        .filter(|g| g.approvers.admits(g.kind, username, role) && !decided.contains(&g.id))
         .collect())
 }
 
@@ -425,15 +502,17 @@ pub struct Decider {
     pub user_agent: Option<String>,
 }
 
-/// Records a decision in the caller's transaction. A rejection settles the gate at once;
-/// approvals settle it when `required` distinct people have approved. Settling wakes the
-/// run. Returns the gate afterwards.
+/// Records a decision made at `t` in the caller's transaction. A rejection settles the
+/// gate at once; approvals settle it when `required` distinct people have approved.
+/// Settling wakes the run. A gate past its deadline takes no decision (the scheduler is
+/// about to apply `on_timeout`). Returns the gate afterwards.
 pub fn decide(
     conn: &mut DbConn,
     gate_id: i64,
     who: &Decider,
     decision: Decision,
     comment: Option<&str>,
+    t: NaiveDateTime,
 ) -> Result<Gate, ApprovalError> {
     let comment = comment.map(str::trim).filter(|c| !c.is_empty());
     if decision == Decision::Reject && comment.is_none() {
@@ -463,14 +542,33 @@ pub fn decide(
             status: gate.status,
         });
     }
-    if !gate.approvers.admits(&who.username, who.role) {
+    if !gate.approvers.admits(gate.kind, &who.username, who.role) {
         return Err(ApprovalError::NotAllowed(format!(
             "{} may not decide on approval gate {gate_id}: it needs {}",
             who.username,
             describe(&gate.approvers)
         )));
     }
-    if decision == Decision::Approve && gate.requested_by == format!("user:{}", who.username) {
+    let ack = gate.kind == GateKind::Acknowledgement;
+    let decision = match (ack, decision) {
+        (true, Decision::Reject) => {
+            return Err(ApprovalError::NotAllowed(format!(
+                "approval gate {gate_id} asks for an acknowledgement, which cannot be rejected; \
+                 it escalates when nobody acknowledges in time"
+            )))
+        }
+        (true, _) => Decision::Acknowledge,
+        (false, Decision::Acknowledge) => {
+            return Err(ApprovalError::NotAllowed(format!(
+                "approval gate {gate_id} asks for approve or reject, not acknowledge"
+            )))
+        }
+        (false, d) => d,
+    };
+    if !ack
+        && decision == Decision::Approve
+        && gate.requested_by == format!("user:{}", who.username)
+    {
         return Err(ApprovalError::NotAllowed(format!(
             "{} started this run and cannot approve its own containment step",
             who.username
@@ -479,12 +577,18 @@ pub fn decide(
     if gate.decisions.iter().any(|d| d.user == who.username) {
         return Err(ApprovalError::AlreadyDecided(gate_id));
     }
-    let t = now();
+    if gate.deadline_at <= t {
+        return Err(ApprovalError::DeadlinePassed(gate_id));
+    }
     diesel::insert_into(approval_decisions::table)
         .values((
             approval_decisions::gate_id.eq(gate_id),
             approval_decisions::user_id.eq(who.user_id),
-            approval_decisions::decision.eq(decision.as_str()),
+            // Stored in the table's vocabulary: an acknowledgement is an `approve` row.
+            approval_decisions::decision.eq(match decision {
+                Decision::Reject => "reject",
+                _ => "approve",
+            }),
             approval_decisions::comment.eq(comment),
             approval_decisions::channel.eq(&who.channel),
             approval_decisions::ip.eq(&who.ip),
@@ -498,6 +602,7 @@ pub fn decide(
         .filter(|d| d.decision == "approve")
         .count();
     let settled = match decision {
+        Decision::Acknowledge => Some(GateStatus::Acknowledged),
         Decision::Reject => Some(GateStatus::Rejected),
         Decision::Approve if approvals >= usize::try_from(gate.required).unwrap_or(1) => {
             Some(GateStatus::Approved)
@@ -511,6 +616,7 @@ pub fn decide(
             "approval.decided",
             format!("approval:{gate_id}"),
             json!({
+                "kind": gate.kind,
                 "run_id": gate.run_id,
                 "step": gate.step_id,
                 "decision": decision,
@@ -551,7 +657,7 @@ fn settle(
 ) -> Result<(), ApprovalError> {
     diesel::update(approval_gates::table.find(gate_id))
         .set((
-            approval_gates::status.eq(status.as_str()),
+            approval_gates::status.eq(status.stored()),
             approval_gates::decided_at.eq(t),
             approval_gates::outcome_reason.eq(reason),
         ))
@@ -591,21 +697,22 @@ pub enum Expiry {
     Escalated(NaiveDateTime),
 }
 
-/// Applies a passed deadline to a pending gate, in the caller's transaction, as the
-/// playbook says: reject, approve, or (once) escalate to `escalate_to` until
-/// `escalation_deadline`. Returns `None` when the gate was settled meanwhile.
+/// Applies a passed deadline to a pending gate at `t`, in the caller's transaction, as
+/// the playbook says: reject, approve, or (once) escalate to `escalate_to` until
+/// `escalation_deadline`. Returns `None` when the gate was settled meanwhile, or its
+/// deadline has not passed at `t` (it moved: another process escalated it first).
 pub fn expire(
     conn: &mut DbConn,
     gate_id: i64,
     on_timeout: crate::playbooks::definition::OnTimeout,
     escalate_to: Option<(Approvers, NaiveDateTime)>,
+    t: NaiveDateTime,
 ) -> Result<Option<Expiry>, ApprovalError> {
     use crate::playbooks::definition::OnTimeout;
     let gate = get(conn, gate_id)?;
-    if gate.status != GateStatus::Pending {
+    if gate.status != GateStatus::Pending || gate.deadline_at > t {
         return Ok(None);
     }
-    let t = now();
     let actor = Actor::system("approvals");
     let outcome = match (on_timeout, escalate_to) {
         (OnTimeout::Escalate, Some((approvers, deadline))) if gate.escalation_level == 0 => {
@@ -618,10 +725,10 @@ pub fn expire(
                 ))
                 .execute(conn)?;
             // The first approvers' links stop working; the new approvers are e-mailed.
-            links::revoke_for_gate(conn, gate_id)?;
+            links::revoke_for_gate(conn, gate_id, t)?;
             notify::cancel_queued(conn, gate_id, "escalated before delivery")?;
             let escalated = get(conn, gate_id)?;
-            let notified = notify::queue(conn, &escalated)?;
+            let notified = notify::queue(conn, &escalated, t)?;
             audit::append(
                 conn,
                 NewEvent::new(
@@ -645,6 +752,10 @@ pub fn expire(
     };
     let (status, reason) = match outcome {
         Expiry::Approved => (GateStatus::Approved, "approved on timeout (policy)"),
+        _ if gate.kind == GateKind::Acknowledgement => (
+            GateStatus::TimedOut,
+            "nobody acknowledged before the deadline",
+        ),
         _ => (GateStatus::TimedOut, "nobody decided before the deadline"),
     };
     settle(conn, gate_id, gate.run_id, status, Some(reason), t)?;
@@ -654,14 +765,58 @@ pub fn expire(
             &actor,
             "approval.timed_out",
             format!("approval:{gate_id}"),
-            json!({ "run_id": gate.run_id, "step": gate.step_id, "outcome": status }),
+            json!({ "kind": gate.kind, "run_id": gate.run_id, "step": gate.step_id, "outcome": status }),
         ),
     )?;
     Ok(Some(outcome))
 }
 
-/// Cancels a run's pending gates (the run was cancelled or stopped).
-pub fn cancel_for_run(conn: &mut DbConn, run_id: i64, reason: &str) -> QueryResult<usize> {
+/// Settles a pending acknowledgement gate at `t` because the vendor reports the matter
+/// acknowledged (`via` names the check, `detail` is what it returned); wakes the run and
+/// records `approval.acknowledged`. Returns whether the gate was still pending.
+pub fn acknowledged_by_vendor(
+    conn: &mut DbConn,
+    gate_id: i64,
+    via: &str,
+    detail: &serde_json::Value,
+    t: NaiveDateTime,
+) -> Result<bool, ApprovalError> {
+    let gate = get(conn, gate_id)?;
+    if gate.status != GateStatus::Pending || gate.kind != GateKind::Acknowledgement {
+        return Ok(false);
+    }
+    // The run row first, then the gate: the engine's lock order.
+    diesel::update(playbook_runs::table.find(gate.run_id))
+        .set(playbook_runs::signal.eq(playbook_runs::signal))
+        .execute(conn)?;
+    let reason = format!("acknowledged in {via}");
+    settle(
+        conn,
+        gate_id,
+        gate.run_id,
+        GateStatus::Acknowledged,
+        Some(&reason),
+        t,
+    )?;
+    audit::append(
+        conn,
+        NewEvent::new(
+            &Actor::system("approvals"),
+            "approval.acknowledged",
+            format!("approval:{gate_id}"),
+            json!({ "run_id": gate.run_id, "step": gate.step_id, "via": via, "detail": detail }),
+        ),
+    )?;
+    Ok(true)
+}
+
+/// Cancels a run's pending gates at `t` (the run was cancelled or stopped).
+pub fn cancel_for_run(
+    conn: &mut DbConn,
+    run_id: i64,
+    reason: &str,
+    t: NaiveDateTime,
+) -> QueryResult<usize> {
     let pending: Vec<i64> = approval_gates::table
         .filter(approval_gates::run_id.eq(run_id))
         .filter(approval_gates::status.eq("pending"))
@@ -677,7 +832,7 @@ pub fn cancel_for_run(conn: &mut DbConn, run_id: i64, reason: &str) -> QueryResu
     )
     .set((
         approval_gates::status.eq("cancelled"),
-        approval_gates::decided_at.eq(now()),
+        approval_gates::decided_at.eq(t),
         approval_gates::outcome_reason.eq(reason),
     ))
     .execute(conn)
@@ -693,16 +848,26 @@ mod tests {
             roles: vec![Role::Responder],
             users: vec!["carol".into()],
         };
-        assert!(a.admits("bob", Role::Responder));
-        assert!(a.admits("root", Role::Admin));
-        assert!(!a.admits("ann", Role::Analyst));
+        let k = GateKind::Approval;
+        assert!(a.admits(k, "bob", Role::Responder));
+        assert!(a.admits(k, "root", Role::Admin));
+        assert!(!a.admits(k, "ann", Role::Analyst));
         // A named user still needs the right to approve containment.
-        assert!(!a.admits("carol", Role::Analyst));
-        assert!(a.admits("carol", Role::Responder));
+        assert!(!a.admits(k, "carol", Role::Analyst));
+        assert!(a.admits(k, "carol", Role::Responder));
         let admins = Approvers {
             roles: vec![Role::Admin],
             users: vec![],
         };
-        assert!(!admins.admits("bob", Role::Responder));
+        assert!(!admins.admits(k, "bob", Role::Responder));
+        // Acknowledging needs only the analyst role.
+        let analysts = Approvers {
+            roles: vec![Role::Analyst],
+            users: vec!["vic".into()],
+        };
+        let ack = GateKind::Acknowledgement;
+        assert!(analysts.admits(ack, "ann", Role::Analyst));
+        assert!(analysts.admits(ack, "rex", Role::Responder));
+        assert!(!analysts.admits(ack, "vic", Role::Viewer));
     }
 }

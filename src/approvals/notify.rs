@@ -7,10 +7,10 @@
 //! (`links::mint`), so no usable token is ever stored in clear, and an admin reading the
 //! outbox cannot decide in an approver's name.
 
-use super::{ApprovalError, Gate};
+use super::{ApprovalError, Gate, GateKind};
 use crate::auth::Role;
 use crate::db::schema::{approval_decisions, cases, email_outbox, users};
-use crate::db::{now, DbConn};
+use crate::db::DbConn;
 use diesel::prelude::*;
 use minijinja::Environment;
 use serde::Serialize;
@@ -47,8 +47,9 @@ pub fn recipients(conn: &mut DbConn, gate: &Gate) -> Result<Vec<Recipient>, Appr
         .filter_map(|(user_id, username, email, role)| {
             let role: Role = role.parse().ok()?;
             let email = email.filter(|e| !e.is_empty())?;
-            (gate.approvers.admits(&username, role)
-                && gate.requested_by != format!("user:{username}")
+            (gate.approvers.admits(gate.kind, &username, role)
+                && (gate.kind == GateKind::Acknowledgement
+                    || gate.requested_by != format!("user:{username}"))
                 && !decided.contains(&user_id))
             .then_some(Recipient {
                 user_id,
@@ -59,12 +60,15 @@ pub fn recipients(conn: &mut DbConn, gate: &Gate) -> Result<Vec<Recipient>, Appr
         .collect())
 }
 
-/// Queues one e-mail per recipient for `gate` in the caller's transaction; returns the
-/// usernames told.
-pub fn queue(conn: &mut DbConn, gate: &Gate) -> Result<Vec<String>, ApprovalError> {
+/// Queues one e-mail per recipient for `gate`, due at `t`, in the caller's transaction;
+/// returns the usernames told.
+pub fn queue(
+    conn: &mut DbConn,
+    gate: &Gate,
+    t: chrono::NaiveDateTime,
+) -> Result<Vec<String>, ApprovalError> {
     let to = recipients(conn, gate)?;
     let case_title = case_title(conn, gate.case_id)?;
-    let t = now();
     let mut told = Vec::with_capacity(to.len());
     for r in to {
         let mail = render(gate, case_title.as_deref(), &r.username, None);
@@ -188,28 +192,25 @@ pub fn render(
     recipient: &str,
     links: Option<&Links>,
 ) -> Mail {
-    let subject = match gate.case_id {
-        Some(case) => format!(
-            "[Tocsin] Approval needed: {} on case #{case}{}",
-            gate.action,
-            if gate.escalation_level > 0 {
-                " (escalated)"
-            } else {
-                ""
-            }
-        ),
-        None => format!(
-            "[Tocsin] Approval needed: {}{}",
-            gate.action,
-            if gate.escalation_level > 0 {
-                " (escalated)"
-            } else {
-                ""
-            }
-        ),
+    let ack = gate.kind == GateKind::Acknowledgement;
+    let what = if ack {
+        "Acknowledgement needed".to_string()
+    } else {
+        format!("Approval needed: {}", gate.action)
     };
+    let case = gate
+        .case_id
+        .map(|c| format!(" on case #{c}"))
+        .unwrap_or_default();
+    let escalated = if gate.escalation_level > 0 {
+        " (escalated)"
+    } else {
+        ""
+    };
+    let subject = format!("[Tocsin] {what}{case}{escalated}");
     let ctx = minijinja::context! {
         recipient => recipient,
+        ack => ack,
         gate_id => gate.id,
         run_id => gate.run_id,
         step => gate.step_id,
@@ -251,6 +252,7 @@ mod tests {
     fn gate() -> Gate {
         Gate {
             id: 7,
+            kind: GateKind::Approval,
             run_id: 3,
             step_id: "block".into(),
             case_id: Some(12),
@@ -262,8 +264,8 @@ mod tests {
             required: 1,
             requested_by: "trigger:case.created".into(),
             escalation_level: 0,
-            created_at: now(),
-            deadline_at: now(),
+            created_at: crate::db::now(),
+            deadline_at: crate::db::now(),
             decided_at: None,
             outcome_reason: None,
             decisions: vec![],

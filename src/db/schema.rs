@@ -251,6 +251,7 @@ diesel::table! {
         decided_at -> Nullable<Timestamp>,
         outcome_reason -> Nullable<Text>,
         target -> Nullable<Text>,
+        kind -> Text,
     }
 }
 

@@ -9,13 +9,15 @@
 
 use crate::approvals::{self, links, notify, Decision, GateStatus};
 use crate::audit::{self, Actor, NewEvent};
+use crate::clock::Clock;
 use crate::config::{EmailConfig, SmtpTls};
 use crate::db::schema::email_outbox;
-use crate::db::{now, Db, DbConn, DbError};
+use crate::db::{Db, DbConn, DbError};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::json;
 use std::sync::Arc;
@@ -68,6 +70,7 @@ pub struct Sender {
     public_url: String,
     from: Mailbox,
     transport: AsyncSmtpTransport<Tokio1Executor>,
+    clock: Clock,
 }
 
 impl Sender {
@@ -77,6 +80,7 @@ impl Sender {
         db: Db,
         config: EmailConfig,
         public_url: String,
+        clock: Clock,
     ) -> Result<Option<Arc<Sender>>, SendError> {
         if config.host.trim().is_empty() {
             return Ok(None);
@@ -86,12 +90,11 @@ impl Sender {
             .parse()
             .map_err(|e| SendError::Config(format!("email.from: {e}")))?;
         let host = config.host.trim();
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host);
         let builder = match config.tls {
-            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-                .map_err(|e| SendError::Config(format!("email.host: {e}")))?,
-            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
-                .map_err(|e| SendError::Config(format!("email.host: {e}")))?,
+            SmtpTls::None => builder,
+            SmtpTls::Starttls => builder.tls(Tls::Required(tls_parameters(&config, host)?)),
+            SmtpTls::Tls => builder.tls(Tls::Wrapper(tls_parameters(&config, host)?)),
         };
         let mut builder = builder
             .port(config.effective_port())
@@ -108,6 +111,7 @@ impl Sender {
             from,
             transport: builder.build(),
             config,
+            clock,
         })))
     }
 
@@ -137,14 +141,19 @@ impl Sender {
     pub async fn round(&self) -> Result<usize, SendError> {
         let lease = Duration::from_secs(u64::from(self.config.timeout_seconds.max(1)) + 60);
         let base = self.public_url.clone();
-        let jobs = self.db.write(move |conn| claim(conn, &base, lease)).await?;
+        let t = self.clock.now();
+        let jobs = self
+            .db
+            .write(move |conn| claim(conn, &base, lease, t))
+            .await?;
         let n = jobs.len();
         for job in jobs {
             let result = self.send(&job).await;
             let max = i32::try_from(self.config.max_attempts).unwrap_or(i32::MAX);
             let retry = self.config.retry_seconds;
+            let t = self.clock.now();
             self.db
-                .write(move |conn| record(conn, &job, result, max, retry))
+                .write(move |conn| record(conn, &job, result, (max, retry), t))
                 .await?;
         }
         Ok(n)
@@ -157,9 +166,12 @@ impl Sender {
         })?;
         match self.transport.send(message).await {
             Ok(_) => Ok(()),
+            // A 5xx reply (unknown mailbox, refused sender, message rejected) is the
+            // relay's final word: retrying sends the same thing and gets the same answer.
+            // Everything else (4xx, connection, TLS, timeout) may pass and is retried.
             Err(err) => Err(Failure {
                 message: describe(&err),
-                permanent: false,
+                permanent: err.is_permanent(),
             }),
         }
     }
@@ -194,6 +206,25 @@ impl Sender {
     }
 }
 
+/// TLS settings for the relay `host`: the webpki roots, plus the certificates in
+/// `email.ca_file` (a relay with a private CA).
+fn tls_parameters(config: &EmailConfig, host: &str) -> Result<TlsParameters, SendError> {
+    let mut builder = TlsParameters::builder(host.to_string());
+    if let Some(path) = &config.ca_file {
+        let bad =
+            |why: String| SendError::Config(format!("email.ca_file {}: {why}", path.display()));
+        let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+            return Err(bad("no PEM certificate in it".into()));
+        }
+        let cert = Certificate::from_pem(&pem).map_err(|e| bad(e.to_string()))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder
+        .build_rustls()
+        .map_err(|e| SendError::Config(format!("email.tls: {e}")))
+}
+
 /// A failed delivery attempt.
 #[derive(Debug, Clone)]
 struct Failure {
@@ -225,8 +256,12 @@ type Row = (
     Option<i64>,
 );
 
-fn claim(conn: &mut DbConn, base: &str, lease: Duration) -> Result<Vec<Job>, SendError> {
-    let t = now();
+fn claim(
+    conn: &mut DbConn,
+    base: &str,
+    lease: Duration,
+    t: NaiveDateTime,
+) -> Result<Vec<Job>, SendError> {
     let due = email_outbox::next_attempt_at
         .is_null()
         .or(email_outbox::next_attempt_at.le(t));
@@ -302,7 +337,10 @@ fn claim(conn: &mut DbConn, base: &str, lease: Duration) -> Result<Vec<Job>, Sen
                 .first(conn)
                 .optional()?;
             let admitted = user.as_ref().is_some_and(|(name, role, disabled)| {
-                disabled.is_none() && role.parse().is_ok_and(|r| gate.approvers.admits(name, r))
+                disabled.is_none()
+                    && role
+                        .parse()
+                        .is_ok_and(|r| gate.approvers.admits(gate.kind, name, r))
             });
             let Some((username, _, _)) = user.filter(|_| admitted) else {
                 // Escalated away from this approver, or the account was disabled since.
@@ -315,7 +353,7 @@ fn claim(conn: &mut DbConn, base: &str, lease: Duration) -> Result<Vec<Job>, Sen
                     .execute(conn)?;
                 continue;
             };
-            let token = links::mint(conn, gate_id, user_id, Some(id))?;
+            let token = links::mint(conn, gate_id, user_id, Some(id), t)?;
             let urls = notify::Links {
                 approve: links::url(base, gate_id, &token, Decision::Approve),
                 reject: links::url(base, gate_id, &token, Decision::Reject),
@@ -340,14 +378,15 @@ fn backoff(retry_seconds: u32, attempts: i32) -> chrono::Duration {
     chrono::Duration::seconds(i64::try_from(secs).unwrap_or(3600))
 }
 
+/// Records the outcome of one attempt at `t`; `(max_attempts, retry_seconds)` decide
+/// whether and when it is tried again.
 fn record(
     conn: &mut DbConn,
     job: &Job,
     result: Result<(), Failure>,
-    max_attempts: i32,
-    retry_seconds: u32,
+    (max_attempts, retry_seconds): (i32, u32),
+    t: NaiveDateTime,
 ) -> Result<(), SendError> {
-    let t = now();
     let actor = Actor::system("email");
     let (action_ok, action_failed, target) = match job.gate_id {
         Some(g) => (
@@ -395,7 +434,7 @@ fn record(
                 ))
                 .execute(conn)?;
             // The links in an undelivered e-mail must not work should it surface later.
-            links::revoke_for_outbox(conn, job.id)?;
+            links::revoke_for_outbox(conn, job.id, t)?;
             audit::append(
                 conn,
                 NewEvent::new(
@@ -408,6 +447,7 @@ fn record(
                         "approver": job.user,
                         "attempt": job.attempts,
                         "error": failure.message,
+                        "permanent": failure.permanent,
                         "will_retry": !give_up,
                         "next_attempt_at": next.map(|n| crate::db::utc::format(&n)),
                     }),

@@ -69,6 +69,12 @@ pub const BUILTINS: &[Builtin] = &[
         one_of: &[],
     },
     Builtin {
+        name: "acknowledgement",
+        required: &["message", "timeout"],
+        optional: &["roles", "users", "escalate_to", "check"],
+        one_of: &[],
+    },
+    Builtin {
         name: "noop",
         required: &[],
         optional: &["value"],

@@ -225,4 +225,12 @@ pub struct Escalation {
     #[serde(default)]
     pub users: Vec<String>,
     pub timeout: String,
+    /// What happens when the escalated approvers do not decide either: `reject` (the
+    /// default) or `approve` (only where `playbooks.allow_approve_on_timeout` is set).
+    #[serde(default, skip_serializing_if = "is_reject")]
+    pub on_timeout: OnTimeout,
+}
+
+fn is_reject(t: &OnTimeout) -> bool {
+    *t == OnTimeout::Reject
 }

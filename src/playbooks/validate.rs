@@ -353,6 +353,9 @@ fn check_step(
                 }
             }
         }
+        if b.name == crate::playbooks::engine::ack::BUILTIN {
+            check_acknowledgement(c, step, line, catalog);
+        }
         let method = step.with.get("method").and_then(Value::as_str);
         containment = builtins::is_containment(b.name, method);
     } else if let Some((integration, action)) = step.uses.split_once('.') {
@@ -416,6 +419,20 @@ fn check_step(
 
     for (key, value) in &step.with {
         check_refs(c, &format!("with.{key}"), exprs::value_refs(value), false);
+    }
+    if let Some(Value::String(cond)) = step
+        .with
+        .get("check")
+        .and_then(|ch| ch.get("acknowledged"))
+        .filter(|_| step.uses == crate::playbooks::engine::ack::BUILTIN)
+    {
+        // `$.output` here is the check's answer.
+        check_refs(
+            c,
+            "with.check.acknowledged",
+            exprs::condition_refs(cond),
+            true,
+        );
     }
     if let Some(cond) = &step.condition {
         check_refs(c, "if", exprs::condition_refs(cond), false);
@@ -500,12 +517,160 @@ fn check_step(
                 if e.roles.is_empty() && e.users.is_empty() {
                     c.at(line, format!("step {id:?}: escalate_to needs `roles` or `users`"));
                 }
+                if e.roles.iter().any(|r| *r < Role::Responder) {
+                    c.at(line, format!("step {id:?}: escalate_to roles must be responder or admin"));
+                }
+                match e.on_timeout {
+                    OnTimeout::Escalate => c.at(line, format!("step {id:?}: escalate_to.on_timeout must be reject or approve (one escalation)")),
+                    OnTimeout::Approve if !catalog.policy.allow_approve_on_timeout => c.at(line, format!("step {id:?}: escalate_to.on_timeout approve is refused: playbooks.allow_approve_on_timeout is off")),
+                    _ => {}
+                }
             }
             (OnTimeout::Approve, _) if !catalog.policy.allow_approve_on_timeout => {
                 c.at(line, format!("step {id:?}: on_timeout approve is refused: playbooks.allow_approve_on_timeout is off"))
             }
             (_, Some(_)) => c.at(line, format!("step {id:?}: escalate_to is only for on_timeout escalate")),
             _ => {}
+        }
+    }
+}
+
+/// The parts of an `acknowledgement` step that can be checked before it runs (values
+/// written as templates are checked when rendered).
+fn check_acknowledgement(c: &mut Checker, step: &Step, line: Option<usize>, catalog: &Catalog) {
+    let id = &step.id;
+    fn literal(v: &Value) -> Option<&str> {
+        v.as_str().filter(|s| !s.contains("${{"))
+    }
+    if step.foreach.is_some() {
+        c.at(
+            line,
+            format!("step {id:?}: an acknowledgement takes no foreach"),
+        );
+    }
+    if let Some(t) = step.with.get("timeout").and_then(literal) {
+        if let Err(e) = duration(t) {
+            c.at(line, format!("step {id:?}: with.timeout: {e}"));
+        }
+    }
+    let check_roles = |c: &mut Checker, v: Option<&Value>, what: &str| {
+        for r in v
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(literal)
+        {
+            match r.parse::<Role>() {
+                Ok(role) if role < crate::playbooks::engine::ack::DEFAULT_ROLE => c.at(
+                    line,
+                    format!(
+                        "step {id:?}: {what}: {role} may not acknowledge; analysts and above may"
+                    ),
+                ),
+                Ok(_) => {}
+                Err(_) => c.at(line, format!("step {id:?}: {what}: {r:?} is not a role")),
+            }
+        }
+    };
+    check_roles(c, step.with.get("roles"), "with.roles");
+    match step.with.get("escalate_to") {
+        None => {}
+        Some(Value::Object(e)) => {
+            check_roles(c, e.get("roles"), "with.escalate_to.roles");
+            match e.get("timeout") {
+                None => c.at(
+                    line,
+                    format!("step {id:?}: with.escalate_to needs `timeout`"),
+                ),
+                Some(t) => {
+                    if let Some(Err(err)) = literal(t).map(duration) {
+                        c.at(
+                            line,
+                            format!("step {id:?}: with.escalate_to.timeout: {err}"),
+                        );
+                    }
+                }
+            }
+            if e.get("roles").is_none() && e.get("users").is_none() {
+                c.at(
+                    line,
+                    format!("step {id:?}: with.escalate_to needs `roles` or `users`"),
+                );
+            }
+        }
+        Some(_) => c.at(
+            line,
+            format!("step {id:?}: with.escalate_to must be a mapping"),
+        ),
+    }
+    let Some(check) = step.with.get("check") else {
+        return;
+    };
+    let Some(check) = check.as_object() else {
+        c.at(line, format!("step {id:?}: with.check must be a mapping"));
+        return;
+    };
+    for k in check.keys() {
+        if !["uses", "with", "acknowledged", "by", "every"].contains(&k.as_str()) {
+            c.at(line, format!("step {id:?}: with.check takes no key `{k}`"));
+        }
+    }
+    match check.get("uses").and_then(Value::as_str) {
+        None => c.at(
+            line,
+            format!("step {id:?}: with.check needs `uses` (an enrichment action)"),
+        ),
+        Some(uses) => {
+            let action = uses
+                .split_once('.')
+                .and_then(|(i, a)| catalog.integrations.get(i)?.actions.get(a));
+            match action {
+                None => c.at(line, format!("step {id:?}: with.check.uses {uses:?} is not an integration action")),
+                Some(a) if a.kind != ActionKind::Enrichment => c.at(
+                    line,
+                    format!("step {id:?}: with.check.uses {uses:?} must be an enrichment action (it is called repeatedly)"),
+                ),
+                Some(a) => {
+                    let given = check.get("with").and_then(Value::as_object);
+                    for r in &a.inputs {
+                        if !given.is_some_and(|g| g.contains_key(r)) {
+                            c.at(line, format!("step {id:?}: with.check: {uses} needs `with.{r}`"));
+                        }
+                    }
+                    for k in given.into_iter().flat_map(|g| g.keys()) {
+                        if !a.inputs.contains(k) {
+                            c.at(line, format!("step {id:?}: with.check: {uses} takes no input `{k}`"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if !check.get("acknowledged").is_some_and(Value::is_string) {
+        c.at(
+            line,
+            format!("step {id:?}: with.check needs `acknowledged` (a condition over $.output)"),
+        );
+    }
+    if let Some(by) = check.get("by") {
+        if by
+            .as_str()
+            .is_none_or(|b| crate::jsonpath::Query::parse(b).is_err())
+        {
+            c.at(
+                line,
+                format!("step {id:?}: with.check.by must be a JSONPath into the check's output"),
+            );
+        }
+    }
+    if let Some(every) = check.get("every").and_then(literal) {
+        match duration(every) {
+            Err(e) => c.at(line, format!("step {id:?}: with.check.every: {e}")),
+            Ok(d) if d < std::time::Duration::from_secs(1) => c.at(
+                line,
+                format!("step {id:?}: with.check.every must be at least 1s"),
+            ),
+            Ok(_) => {}
         }
     }
 }

@@ -215,6 +215,9 @@ impl From<ApprovalError> for ApiError {
             ApprovalError::AlreadySettled { .. }
             | ApprovalError::AlreadyDecided(_)
             | ApprovalError::LinkSpent => ApiError::new(S::CONFLICT, "already_decided", message),
+            ApprovalError::DeadlinePassed(_) => {
+                ApiError::new(S::CONFLICT, "deadline_passed", message)
+            }
             ApprovalError::NotAllowed(_) => ApiError::new(S::FORBIDDEN, "forbidden", message),
             ApprovalError::CommentRequired => {
                 ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid", message)

@@ -42,6 +42,8 @@ pub struct AppState {
     pub bus: Bus,
     /// The playbook engine, when it runs in this process.
     pub engine: Option<Arc<Engine>>,
+    /// The time deadlines are measured by (link expiry, decisions).
+    pub clock: crate::clock::Clock,
     /// The change feed console pages follow (`GET /live`).
     pub live: crate::live::Feed,
 }
@@ -72,6 +74,7 @@ impl AppState {
             writer,
             bus,
             engine: None,
+            clock: crate::clock::Clock::system(),
             sources,
             public_url: config.public_base_url(bound),
             db,

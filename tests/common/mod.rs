@@ -494,6 +494,41 @@ pub fn path_in(db: &TestDb, name: &str) -> PathBuf {
     Path::new(db.dir.path()).join(name)
 }
 
+/// The server's scheduler clock, shifted through `TOCSIN_TEST_CLOCK_FILE` so a test can
+/// move time forward (a one-hour deadline passes at once). Every server started with
+/// [`TestClock::env`] on this database reads the same offset, across restarts.
+pub struct TestClock {
+    path: PathBuf,
+    offset: std::sync::Mutex<Duration>,
+}
+
+impl TestClock {
+    /// A clock at the system time (offset 0) kept in the test's directory.
+    pub fn new(db: &TestDb) -> TestClock {
+        let path = path_in(db, "clock-offset");
+        std::fs::write(&path, "0\n").expect("write clock offset");
+        TestClock {
+            path,
+            offset: std::sync::Mutex::new(Duration::ZERO),
+        }
+    }
+
+    /// The variable that points `tocsin serve` at this clock.
+    pub fn env(&self) -> (String, String) {
+        (
+            "TOCSIN_TEST_CLOCK_FILE".into(),
+            self.path.display().to_string(),
+        )
+    }
+
+    /// Moves the servers' time forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let mut offset = self.offset.lock().unwrap();
+        *offset += by;
+        std::fs::write(&self.path, format!("{}s\n", offset.as_secs())).expect("write clock offset");
+    }
+}
+
 /// Writes `playbooks` (id → YAML, where `STUB` stands for `stub_base`) into the test's
 /// `playbooks/` folder, and creates an empty `integrations/` beside it.
 pub fn write_playbooks(db: &TestDb, stub_base: &str, playbooks: &[(&str, &str)]) {

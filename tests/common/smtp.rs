@@ -1,9 +1,12 @@
 //! A small SMTP server on loopback for e-mail tests: speaks enough of the protocol (EHLO or
-//! HELO, MAIL FROM, RCPT TO, DATA, RSET, NOOP, QUIT) to accept and keep messages, and can be
-//! told to refuse mail with a temporary error. Also decodes the MIME parts tests read.
+//! HELO, STARTTLS, MAIL FROM, RCPT TO, DATA, RSET, NOOP, QUIT) to accept and keep messages,
+//! over plain TCP, STARTTLS or implicit TLS with a certificate from a CA made for the test,
+//! and can be told to refuse mail with a temporary error or a recipient with a permanent
+//! one. Also decodes the MIME parts tests read.
 
 use base64::Engine;
-use std::io::{BufRead, BufReader, Write};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,6 +18,8 @@ pub struct Received {
     pub to: Vec<String>,
     /// Headers and body, dot-stuffing removed.
     pub data: String,
+    /// Whether it came over TLS.
+    pub tls: bool,
 }
 
 #[derive(Default)]
@@ -22,18 +27,114 @@ struct State {
     messages: Vec<Received>,
     refuse: bool,
     refused: u32,
+    /// Recipients answered `550` (a permanent failure).
+    unknown: HashSet<String>,
+    /// TLS handshakes that failed (the client did not trust the certificate).
+    failed_handshakes: u32,
+}
+
+/// How the sink protects connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    Plain,
+    /// Plain first; `STARTTLS` is offered and required before `MAIL FROM`.
+    StartTls,
+    /// TLS from the first byte (SMTPS).
+    Implicit,
+}
+
+/// The sink's certificate: a leaf for 127.0.0.1 and localhost signed by a CA made here.
+pub struct TestCa {
+    /// The CA certificate, PEM: what a client must trust.
+    pub ca_pem: String,
+    server: Arc<rustls::ServerConfig>,
+}
+
+impl TestCa {
+    /// A fresh CA and a server certificate signed by it.
+    pub fn new() -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Tocsin test relay CA");
+        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let key = KeyPair::generate().expect("server key");
+        let params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("server params");
+        let leaf = params
+            .signed_by(&key, &ca, &ca_key)
+            .expect("server certificate");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .expect("server TLS config");
+        TestCa {
+            ca_pem: ca.pem(),
+            server: Arc::new(server),
+        }
+    }
 }
 
 /// The running sink.
 #[derive(Clone)]
 pub struct SmtpSink {
     pub port: u16,
+    pub security: Security,
     state: Arc<Mutex<State>>,
 }
 
+/// A connection, plain or TLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
 impl SmtpSink {
-    /// Starts on a free port; runs until the test process ends.
+    /// Starts a plain sink on a free port; runs until the test process ends.
     pub fn start() -> SmtpSink {
+        SmtpSink::launch(Security::Plain, None)
+    }
+
+    /// Starts a sink speaking `security` with `ca`'s server certificate.
+    pub fn start_tls(security: Security, ca: &TestCa) -> SmtpSink {
+        SmtpSink::launch(security, Some(ca.server.clone()))
+    }
+
+    fn launch(security: Security, tls: Option<Arc<rustls::ServerConfig>>) -> SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind SMTP sink");
         let port = listener.local_addr().expect("addr").port();
         let state: Arc<Mutex<State>> = Arc::default();
@@ -41,20 +142,30 @@ impl SmtpSink {
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let s = s.clone();
+                let tls = tls.clone();
                 std::thread::spawn(move || {
-                    let _ = session(conn, &s);
+                    let _ = session(conn, &s, security, tls);
                 });
             }
         });
-        SmtpSink { port, state }
+        SmtpSink {
+            port,
+            security,
+            state,
+        }
     }
 
     /// The environment that points `tocsin serve` at this sink.
     pub fn env(&self) -> Vec<(String, String)> {
+        let tls = match self.security {
+            Security::Plain => "none",
+            Security::StartTls => "starttls",
+            Security::Implicit => "tls",
+        };
         vec![
             ("TOCSIN_SMTP_HOST".into(), "127.0.0.1".into()),
             ("TOCSIN_SMTP_PORT".into(), self.port.to_string()),
-            ("TOCSIN_SMTP_TLS".into(), "none".into()),
+            ("TOCSIN_SMTP_TLS".into(), tls.into()),
             (
                 "TOCSIN_EMAIL_FROM".into(),
                 "Tocsin <soc@example.org>".into(),
@@ -69,9 +180,23 @@ impl SmtpSink {
         self.state.lock().unwrap().refuse = refuse;
     }
 
+    /// Answer RCPT TO `address` with `550` (mailbox unavailable: a permanent failure).
+    pub fn unknown_mailbox(&self, address: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .unknown
+            .insert(address.to_string());
+    }
+
     /// How many messages were refused.
     pub fn refused(&self) -> u32 {
         self.state.lock().unwrap().refused
+    }
+
+    /// How many TLS handshakes failed.
+    pub fn failed_handshakes(&self) -> u32 {
+        self.state.lock().unwrap().failed_handshakes
     }
 
     /// Every message accepted so far.
@@ -104,6 +229,19 @@ impl SmtpSink {
         }
     }
 
+    /// Waits (at most 30 s) until at least `n` TLS handshakes failed.
+    pub fn wait_failed_handshakes(&self, n: u32) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.failed_handshakes() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{} TLS handshake(s) failed, expected {n}",
+                self.failed_handshakes()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits (at most 30 s) until at least `n` messages were refused.
     pub fn wait_refused(&self, n: u32) {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -124,11 +262,53 @@ fn path_arg(line: &str) -> String {
     line[start..end.max(start)].to_string()
 }
 
-fn session(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut out = conn.try_clone()?;
+/// Completes a server TLS handshake on `tcp`; counts a failure (an untrusted
+/// certificate makes the client abort here).
+fn handshake(
+    tcp: TcpStream,
+    config: &Arc<rustls::ServerConfig>,
+    state: &Mutex<State>,
+) -> std::io::Result<Conn> {
+    let mut server =
+        rustls::ServerConnection::new(config.clone()).map_err(std::io::Error::other)?;
+    let mut tcp = tcp;
+    while server.is_handshaking() {
+        match server.complete_io(&mut tcp) {
+            // No progress: the client went away mid-handshake.
+            Ok((0, 0)) => {
+                state.lock().unwrap().failed_handshakes += 1;
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                state.lock().unwrap().failed_handshakes += 1;
+                return Err(e);
+            }
+        }
+    }
+    Ok(Conn::Tls(Box::new(rustls::StreamOwned::new(server, tcp))))
+}
+
+fn reply(input: &mut BufReader<Conn>, text: &[u8]) -> std::io::Result<()> {
+    let out = input.get_mut();
+    out.write_all(text)?;
+    out.flush()
+}
+
+fn session(
+    tcp: TcpStream,
+    state: &Mutex<State>,
+    security: Security,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<()> {
+    tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let conn = match (security, &tls) {
+        (Security::Implicit, Some(config)) => handshake(tcp, config, state)?,
+        _ => Conn::Plain(tcp),
+    };
+    let mut secure = matches!(conn, Conn::Tls(_));
     let mut input = BufReader::new(conn);
-    out.write_all(b"220 sink.test ESMTP test sink\r\n")?;
+    reply(&mut input, b"220 sink.test ESMTP test sink\r\n")?;
     let mut from = String::new();
     let mut to = Vec::new();
     loop {
@@ -139,24 +319,66 @@ fn session(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         let line = line.trim_end().to_string();
         let upper = line.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
-            out.write_all(b"250-sink.test\r\n250 8BITMIME\r\n")?;
+            if security == Security::StartTls && !secure {
+                reply(
+                    &mut input,
+                    b"250-sink.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n",
+                )?;
+            } else {
+                reply(&mut input, b"250-sink.test\r\n250 8BITMIME\r\n")?;
+            }
         } else if upper.starts_with("HELO") {
-            out.write_all(b"250 sink.test\r\n")?;
+            reply(&mut input, b"250 sink.test\r\n")?;
+        } else if upper == "STARTTLS" && security == Security::StartTls && !secure {
+            reply(&mut input, b"220 2.0.0 ready to start TLS\r\n")?;
+            let Conn::Plain(tcp) = input.into_inner() else {
+                unreachable!("not yet secure");
+            };
+            let config = tls.as_ref().expect("a STARTTLS sink has a certificate");
+            input = BufReader::new(handshake(tcp, config, state)?);
+            secure = true;
+            from.clear();
+            to.clear();
         } else if upper.starts_with("MAIL FROM:") {
-            let mut s = state.lock().unwrap();
-            if s.refuse {
-                s.refused += 1;
-                out.write_all(b"451 4.3.0 test sink refuses mail for now\r\n")?;
+            if security != Security::Plain && !secure {
+                reply(
+                    &mut input,
+                    b"530 5.7.0 must issue a STARTTLS command first\r\n",
+                )?;
+                continue;
+            }
+            let refuse = {
+                let mut s = state.lock().unwrap();
+                if s.refuse {
+                    s.refused += 1;
+                }
+                s.refuse
+            };
+            if refuse {
+                reply(&mut input, b"451 4.3.0 test sink refuses mail for now\r\n")?;
             } else {
                 from = path_arg(&line);
                 to.clear();
-                out.write_all(b"250 2.1.0 ok\r\n")?;
+                reply(&mut input, b"250 2.1.0 ok\r\n")?;
             }
         } else if upper.starts_with("RCPT TO:") {
-            to.push(path_arg(&line));
-            out.write_all(b"250 2.1.5 ok\r\n")?;
+            let rcpt = path_arg(&line);
+            let unknown = {
+                let mut s = state.lock().unwrap();
+                let unknown = s.unknown.contains(&rcpt);
+                if unknown {
+                    s.refused += 1;
+                }
+                unknown
+            };
+            if unknown {
+                reply(&mut input, b"550 5.1.1 mailbox unavailable\r\n")?;
+            } else {
+                to.push(rcpt);
+                reply(&mut input, b"250 2.1.5 ok\r\n")?;
+            }
         } else if upper == "DATA" {
-            out.write_all(b"354 end with <CRLF>.<CRLF>\r\n")?;
+            reply(&mut input, b"354 end with <CRLF>.<CRLF>\r\n")?;
             let mut data = String::new();
             loop {
                 let mut l = String::new();
@@ -173,15 +395,16 @@ fn session(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                 from: from.clone(),
                 to: std::mem::take(&mut to),
                 data,
+                tls: secure,
             });
-            out.write_all(b"250 2.0.0 queued\r\n")?;
+            reply(&mut input, b"250 2.0.0 queued\r\n")?;
         } else if upper == "RSET" || upper == "NOOP" {
-            out.write_all(b"250 ok\r\n")?;
+            reply(&mut input, b"250 ok\r\n")?;
         } else if upper == "QUIT" {
-            out.write_all(b"221 bye\r\n")?;
+            reply(&mut input, b"221 bye\r\n")?;
             return Ok(());
         } else {
-            out.write_all(b"502 command not implemented\r\n")?;
+            reply(&mut input, b"502 command not implemented\r\n")?;
         }
     }
 }

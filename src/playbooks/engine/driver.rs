@@ -7,13 +7,14 @@
 //! resumed after a crash finds it and repeats it only when the action is idempotent or
 //! the step carries an idempotency key; otherwise the step fails as interrupted.
 
+use super::ack;
 use super::actions::{self, Failure, InternalCtx, Kind};
 use super::store::{self, Fence, RunStatus, StepRow, StepStatus, StepWrite};
 use super::{Engine, EngineError, Loaded};
-use crate::approvals::{self, Approvers, GateRequest, GateStatus};
+use crate::approvals::{self, Approvers, GateKind, GateRequest, GateStatus};
 use crate::audit::{self, Actor, NewEvent};
 use crate::cases::query;
-use crate::db::{now, DbConn};
+use crate::db::DbConn;
 use crate::playbooks::definition::{OnFailure, Step};
 use crate::playbooks::expr::{self, Condition, Template};
 use chrono::NaiveDateTime;
@@ -41,11 +42,12 @@ pub async fn drive(engine: Arc<Engine>, run_id: i64) {
             tracing::error!(run = run_id, error = %e, "the run cannot go on; failing it");
             let message = e.to_string();
             let actor = Actor::system("engine");
+            let t = engine.now();
             let failed = engine
                 .batcher
                 .write(move |conn| {
                     store::finish(conn, run_id, RunStatus::Failed, Some(&message))?;
-                    approvals::cancel_for_run(conn, run_id, "the run failed")?;
+                    approvals::cancel_for_run(conn, run_id, "the run failed", t)?;
                     audit::append(
                         conn,
                         NewEvent::new(
@@ -66,7 +68,7 @@ pub async fn drive(engine: Arc<Engine>, run_id: i64) {
             // Let go so it is tried again shortly (the database may be back by then).
             tracing::error!(run = run_id, error = %e, "driving the run failed; will retry");
             let owner = engine.owner.clone();
-            let retry_at = now() + chrono::Duration::seconds(5);
+            let retry_at = engine.now() + chrono::Duration::seconds(5);
             let _ = engine
                 .db
                 .write(move |conn| {
@@ -165,6 +167,9 @@ struct StepState {
     /// The gate must be read again (on load, or after a wake-up).
     gate_dirty: bool,
     gate_deadline: Option<NaiveDateTime>,
+    /// When an acknowledgement step next asks the vendor (`check`), kept in the step
+    /// row's `next_attempt_at` so wake-ups and restarts do not ask more often.
+    ack_check_at: Option<NaiveDateTime>,
     started_at: Option<NaiveDateTime>,
     finished_at: Option<NaiveDateTime>,
 }
@@ -180,6 +185,7 @@ impl StepState {
             gate_id: None,
             gate_dirty: false,
             gate_deadline: None,
+            ack_check_at: None,
             started_at: None,
             finished_at: None,
         }
@@ -199,7 +205,7 @@ impl StepState {
             child_run_id: None,
             started_at: self.started_at,
             finished_at: self.finished_at,
-            next_attempt_at: None,
+            next_attempt_at: self.ack_check_at,
         }
     }
 }
@@ -267,6 +273,9 @@ impl Driver {
                 }
                 if s.status == StepStatus::WaitingApproval {
                     s.gate_dirty = true;
+                    if pb.steps[i].uses == ack::BUILTIN && pb.steps[i].with.contains_key("check") {
+                        s.ack_check_at = Some(row.next_attempt_at.unwrap_or_else(|| engine.now()));
+                    }
                 }
             } else {
                 s.units.push(Unit::from_row(row));
@@ -500,7 +509,7 @@ impl Driver {
                 if safe {
                     tracing::info!(run = self.run.id, step = %step.id, "repeating a call interrupted by a restart (idempotent)");
                     self.steps[i].units[k].status = StepStatus::Retrying;
-                    self.steps[i].units[k].next_attempt_at = Some(now());
+                    self.steps[i].units[k].next_attempt_at = Some(self.engine.now());
                 } else {
                     let failure = Failure::permanent(
                         "interrupted: the process stopped while this call was in flight; it was not \
@@ -560,7 +569,7 @@ impl Driver {
     /// Starts what can start and finishes what is due. Returns whether anything changed.
     async fn advance(&mut self) -> Result<bool, EngineError> {
         let mut progressed = false;
-        let t = now();
+        let t = self.engine.now();
         for i in 0..self.steps.len() {
             match self.steps[i].status {
                 StepStatus::Pending => {
@@ -573,6 +582,13 @@ impl Driver {
                     let due = self.steps[i].gate_deadline.is_some_and(|d| d <= t);
                     if self.steps[i].gate_dirty || due {
                         progressed |= self.check_gate(i).await?;
+                    }
+                    let s = &self.steps[i];
+                    if s.status == StepStatus::WaitingApproval
+                        && s.ack_check_at.is_some_and(|c| c <= t)
+                        && self.may_start()
+                    {
+                        progressed |= self.check_vendor(i).await?;
                     }
                 }
                 s if s.is_terminal() => {}
@@ -643,7 +659,8 @@ impl Driver {
             .steps
             .iter()
             .filter(|s| s.status == StepStatus::WaitingApproval)
-            .filter_map(|s| s.gate_deadline);
+            .flat_map(|s| [s.gate_deadline, s.ack_check_at])
+            .flatten();
         units.chain(gates).min()
     }
 
@@ -676,6 +693,9 @@ impl Driver {
                 .await;
         }
         self.steps[i].items = items;
+        if step.uses == ack::BUILTIN {
+            return self.open_ack(i, &ctx).await;
+        }
         if step.approval.is_some()
             && !(step.waive_approval && self.engine.settings.allow_approval_waivers)
         {
@@ -709,9 +729,9 @@ impl Driver {
             None => expr::render_value(&with, ctx).unwrap_or_default(),
         };
         self.engine.executor.secrets().redact_json(&mut target);
-        let t = now();
-        let deadline = t + timeout;
+        let t = self.engine.now();
         let req = GateRequest {
+            kind: GateKind::Approval,
             run_id: self.run.id,
             step_id: step.id.clone(),
             case_id: self.run.case_id,
@@ -724,8 +744,53 @@ impl Driver {
             },
             required: approval.required,
             requested_by: self.run.requested_by.clone(),
-            deadline_at: deadline,
+            deadline_at: t + timeout,
         };
+        self.wait_on_gate(i, req, t).await
+    }
+
+    /// The rendered inputs of acknowledgement step `i`.
+    fn ack_spec(&self, i: usize, ctx: &Value) -> Result<ack::Spec, String> {
+        let with = Value::Object(self.step(i).with.clone().into_iter().collect());
+        expr::render_value(&with, ctx)
+            .map_err(|e| format!("with.{e}"))
+            .and_then(|v| ack::Spec::parse(&v))
+    }
+
+    /// Opens the acknowledgement gate of step `i` and waits on it.
+    async fn open_ack(&mut self, i: usize, ctx: &Value) -> Result<(), EngineError> {
+        let spec = match self.ack_spec(i, ctx) {
+            Ok(s) => s,
+            Err(e) => return self.fail_step(i, e).await,
+        };
+        let t = self.engine.now();
+        let req = GateRequest {
+            kind: GateKind::Acknowledgement,
+            run_id: self.run.id,
+            step_id: self.step(i).id.clone(),
+            case_id: self.run.case_id,
+            action: ack::BUILTIN.into(),
+            message: spec.message,
+            target: Value::Null,
+            approvers: spec.approvers,
+            required: 1,
+            requested_by: self.run.requested_by.clone(),
+            deadline_at: t + spec.timeout,
+        };
+        // The vendor is asked at once, then every `every`.
+        self.steps[i].ack_check_at = spec.check.is_some().then_some(t);
+        self.wait_on_gate(i, req, t).await
+    }
+
+    /// Opens the gate `req` for step `i` at `t` and parks the step on it.
+    async fn wait_on_gate(
+        &mut self,
+        i: usize,
+        req: GateRequest,
+        t: NaiveDateTime,
+    ) -> Result<(), EngineError> {
+        let step = self.step(i).clone();
+        let deadline = req.deadline_at;
         let s = &mut self.steps[i];
         s.status = StepStatus::WaitingApproval;
         s.started_at = Some(t);
@@ -736,7 +801,7 @@ impl Driver {
         let step_id = step.id.clone();
         let gate_id = self
             .commit(move |conn| {
-                let id = approvals::open(conn, &actor, &req)?;
+                let id = approvals::open(conn, &actor, &req, t)?;
                 store::write_step(conn, run_id, &step_id, -1, &write)?;
                 Ok(id)
             })
@@ -770,7 +835,58 @@ impl Driver {
         };
         self.steps[i].gate_id = Some(gate.id);
         self.steps[i].gate_deadline = Some(gate.deadline_at);
+        let now = self.engine.now();
+        let acknowledgement = gate.kind == GateKind::Acknowledgement;
         match gate.status {
+            GateStatus::Acknowledged | GateStatus::TimedOut if acknowledgement => {
+                let decision = gate.decisions.last();
+                let acknowledged = gate.status == GateStatus::Acknowledged;
+                // While it waits, the step's output is the check's last answer.
+                let check = self.steps[i].output.clone();
+                let by = match decision {
+                    Some(d) => Some(d.user.clone()),
+                    None if acknowledged => self
+                        .ack_spec(i, &self.ctx(None, None))
+                        .ok()
+                        .and_then(|s| s.check)
+                        .and_then(|c| c.who(&check)),
+                    None => None,
+                };
+                let via = match decision {
+                    Some(d) => Some(d.channel.clone()),
+                    None if acknowledged => gate
+                        .outcome_reason
+                        .as_deref()
+                        .and_then(|r| r.strip_prefix("acknowledged in "))
+                        .map(str::to_string),
+                    None => None,
+                };
+                let output = json!({
+                    "acknowledged": acknowledged,
+                    "by": by,
+                    "via": via,
+                    "at": acknowledged.then(|| gate.decided_at.map(|t| crate::db::utc::format(&t))).flatten(),
+                    "check": check,
+                });
+                self.settle_step(i, StepStatus::Succeeded, output, None)
+                    .await?;
+                Ok(true)
+            }
+            GateStatus::Pending if acknowledgement && gate.deadline_at <= now => {
+                use crate::playbooks::definition::OnTimeout;
+                let escalate = match self.ack_spec(i, &self.ctx(None, None)) {
+                    Ok(spec) => spec.escalate_to.map(|(who, t)| (who, now + t)),
+                    Err(_) => None,
+                };
+                let on_timeout = if gate.escalation_level == 0 && escalate.is_some() {
+                    OnTimeout::Escalate
+                } else {
+                    OnTimeout::Reject
+                };
+                self.expire_gate(i, gate.id, on_timeout, escalate, now)
+                    .await
+            }
+            GateStatus::Acknowledged => Ok(false),
             GateStatus::Approved => {
                 if !self.may_start() {
                     return Ok(false);
@@ -810,16 +926,25 @@ impl Driver {
                 .await?;
                 Ok(true)
             }
-            GateStatus::Pending if gate.deadline_at <= now() => {
+            GateStatus::Pending if gate.deadline_at <= now => {
                 let approval = self.step(i).approval.clone();
                 let Some(approval) = approval else {
                     return Ok(false);
                 };
-                let mut on_timeout = approval.on_timeout;
-                if on_timeout == crate::playbooks::definition::OnTimeout::Approve
+                use crate::playbooks::definition::OnTimeout;
+                // The first deadline follows `on_timeout`; the escalated one follows
+                // `escalate_to.on_timeout`.
+                let mut on_timeout = match (gate.escalation_level, &approval.escalate_to) {
+                    (0, _) => approval.on_timeout,
+                    (_, Some(e)) => e.on_timeout,
+                    (_, None) => OnTimeout::Reject,
+                };
+                // Policy is read now, not when the run started: a deployment that turned
+                // approve-on-timeout off gets rejections from then on.
+                if on_timeout == OnTimeout::Approve
                     && !self.engine.settings.allow_approve_on_timeout
                 {
-                    on_timeout = crate::playbooks::definition::OnTimeout::Reject;
+                    on_timeout = OnTimeout::Reject;
                 }
                 let escalate = approval.escalate_to.as_ref().map(|e| {
                     let timeout = gate_timeout(&e.timeout);
@@ -828,24 +953,114 @@ impl Driver {
                             roles: e.roles.clone(),
                             users: e.users.clone(),
                         },
-                        now() + timeout,
+                        now + timeout,
                     )
                 });
-                let gate_id = gate.id;
-                self.commit(move |conn| {
-                    Ok(approvals::expire(conn, gate_id, on_timeout, escalate)?)
-                })
-                .await?;
-                self.steps[i].gate_dirty = true;
-                Ok(true)
+                self.expire_gate(i, gate.id, on_timeout, escalate, now)
+                    .await
             }
             GateStatus::Pending => Ok(false),
         }
     }
 
+    /// Applies the passed deadline of step `i`'s gate as `on_timeout` says (escalating to
+    /// `escalate` when it says so); the gate is read again afterwards.
+    async fn expire_gate(
+        &mut self,
+        i: usize,
+        gate_id: i64,
+        on_timeout: crate::playbooks::definition::OnTimeout,
+        escalate: Option<(Approvers, NaiveDateTime)>,
+        now: NaiveDateTime,
+    ) -> Result<bool, EngineError> {
+        self.commit(move |conn| Ok(approvals::expire(conn, gate_id, on_timeout, escalate, now)?))
+            .await?;
+        self.steps[i].gate_dirty = true;
+        Ok(true)
+    }
+
+    /// Asks the vendor whether acknowledgement step `i` is acknowledged (its `check`);
+    /// settles the gate when it is, else asks again after `every`. Returns whether the
+    /// gate settled.
+    async fn check_vendor(&mut self, i: usize) -> Result<bool, EngineError> {
+        let now = self.engine.now();
+        let Some(gate_id) = self.steps[i].gate_id else {
+            // Not read yet: the gate is read first (it is marked dirty on load).
+            return Ok(false);
+        };
+        let check = match self.ack_spec(i, &self.ctx(None, None)) {
+            Ok(ack::Spec { check: Some(c), .. }) => c,
+            Ok(_) => {
+                self.steps[i].ack_check_at = None;
+                return Ok(false);
+            }
+            Err(e) => {
+                tracing::warn!(run = self.run.id, step = %self.step(i).id, error = %e, "acknowledgement check cannot be rendered");
+                self.steps[i].ack_check_at = None;
+                return Ok(false);
+            }
+        };
+        let limit = self
+            .engine
+            .settings
+            .default_step_timeout
+            .min(Duration::from_secs(60));
+        let call = actions::run_external(
+            &self.engine.executor,
+            &self.engine.http,
+            &check.uses,
+            &check.with,
+            None,
+        );
+        let mut output = match tokio::time::timeout(limit, call).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(f)) => json!({ "error": f.message }),
+            Err(_) => json!({ "error": format!("no answer within {}s", limit.as_secs()) }),
+        };
+        self.engine.executor.secrets().redact_json(&mut output);
+        let failed =
+            output.get("error").is_some() && output.as_object().is_some_and(|o| o.len() == 1);
+        if failed {
+            tracing::warn!(run = self.run.id, step = %self.step(i).id, answer = %output, "acknowledgement check failed; asking again later");
+        }
+        let acknowledged = !failed
+            && Condition::parse(&check.acknowledged)
+                .and_then(|c| c.eval(&self.ctx(None, Some(&output))))
+                .unwrap_or(false);
+        // Shown as the step's output while it waits (and kept across wake-ups).
+        self.steps[i].output = output.clone();
+        if !acknowledged {
+            self.steps[i].ack_check_at = Some(now + check.every);
+            let write = self.steps[i].parent_write();
+            let run_id = self.run.id;
+            let step_id = self.step(i).id.clone();
+            self.commit(move |conn| {
+                store::write_step(conn, run_id, &step_id, -1, &write)?;
+                Ok(())
+            })
+            .await?;
+            return Ok(false);
+        }
+        let via = check.uses.clone();
+        self.steps[i].ack_check_at = None;
+        let write = self.steps[i].parent_write();
+        let run_id = self.run.id;
+        let step_id = self.step(i).id.clone();
+        self.commit(move |conn| {
+            store::write_step(conn, run_id, &step_id, -1, &write)?;
+            Ok(approvals::acknowledged_by_vendor(
+                conn, gate_id, &via, &output, now,
+            )?)
+        })
+        .await?;
+        self.steps[i].ack_check_at = None;
+        self.steps[i].gate_dirty = true;
+        Ok(true)
+    }
+
     /// Creates the units of a step and starts them.
     async fn begin_units(&mut self, i: usize) -> Result<(), EngineError> {
-        let t = now();
+        let t = self.engine.now();
         let s = &mut self.steps[i];
         s.status = StepStatus::Running;
         s.started_at.get_or_insert(t);
@@ -924,7 +1139,7 @@ impl Driver {
             .and_then(Value::as_str)
             .map(str::to_string);
         let kind = actions::kind_of(&step.uses, method.as_deref(), &self.engine.executor);
-        let t = now();
+        let t = self.engine.now();
         {
             let u = &mut self.steps[i].units[k];
             u.input = Some(input.clone());
@@ -945,6 +1160,7 @@ impl Driver {
                 let origin = format!("{}#{}", self.run.playbook_id, self.run.id);
                 let uses = step.uses.clone();
                 let redact = self.engine.executor.clone();
+                let clock = self.engine.clock.clone();
                 let finished = self
                     .commit(move |conn| {
                         let ictx = InternalCtx {
@@ -964,7 +1180,7 @@ impl Driver {
                             .and_then(|r| r)
                         };
                         let step = &loaded.playbook.steps[i];
-                        let done = finish_unit(step, &ctx, unit, result, now(), &redact);
+                        let done = finish_unit(step, &ctx, unit, result, clock.now(), &redact);
                         record_unit(conn, run_id, &step.id, &done, &actor)?;
                         Ok(done)
                     })
@@ -1169,7 +1385,7 @@ impl Driver {
             &ctx,
             unit,
             result,
-            now(),
+            self.engine.now(),
             &self.engine.executor,
         );
         let run_id = self.run.id;
@@ -1234,8 +1450,9 @@ impl Driver {
         output: Value,
         error: Option<String>,
     ) -> Result<(), EngineError> {
-        let t = now();
+        let t = self.engine.now();
         let s = &mut self.steps[i];
+        s.ack_check_at = None;
         s.status = status;
         s.output = output;
         s.error = error;
@@ -1323,7 +1540,7 @@ impl Driver {
                 if skipped.is_empty() {
                     return Ok(());
                 }
-                let t = now();
+                let t = self.engine.now();
                 let mut writes = Vec::new();
                 for &s in &skipped {
                     let st = &mut self.steps[s];
@@ -1350,7 +1567,8 @@ impl Driver {
 
     /// Ends the run: succeeded, failed, or cancelled.
     async fn finish(&mut self) -> Result<(), EngineError> {
-        let t = now();
+        let t = self.engine.now();
+        let ended_at = t;
         let (status, error) = match &self.stop {
             Some(Stop::Cancelled) => (RunStatus::Cancelled, None),
             Some(Stop::Failed(e)) => (RunStatus::Failed, Some(e.clone())),
@@ -1417,7 +1635,7 @@ impl Driver {
                 let output = json!({ "run_id": run_id, "status": status, "steps": outputs });
                 store::settle_parent(conn, parent, step_status, &output, err.as_deref())?;
             }
-            approvals::cancel_for_run(conn, run_id, "the run ended")?;
+            approvals::cancel_for_run(conn, run_id, "the run ended", ended_at)?;
             store::finish(conn, run_id, status, error.as_deref())?;
             audit::append(
                 conn,

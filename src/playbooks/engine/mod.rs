@@ -8,6 +8,7 @@
 //! [`driver`], which walks the step graph ([`graph`]), carries out actions
 //! ([`actions`]) and writes transitions ([`store`]).
 
+pub mod ack;
 pub mod actions;
 pub mod dispatch;
 pub mod driver;
@@ -17,9 +18,10 @@ pub mod view;
 
 use crate::approvals::ApprovalError;
 use crate::audit::AuditError;
+use crate::clock::Clock;
 use crate::config::{CasesConfig, EngineConfig};
 use crate::db::notify::Channel;
-use crate::db::{now, Backend, Db, DbError};
+use crate::db::{Backend, Db, DbError};
 use crate::events::Bus;
 use crate::integrations::executor::Executor;
 use crate::playbooks::definition::Playbook;
@@ -143,6 +145,8 @@ pub struct Engine {
     stop_deadline: Mutex<Option<tokio::time::Instant>>,
     /// Runs this process is driving now.
     active: Mutex<HashSet<i64>>,
+    /// The time timers, deadlines and leases are measured by.
+    pub(crate) clock: Clock,
 }
 
 impl std::fmt::Debug for Engine {
@@ -164,6 +168,7 @@ impl Engine {
         library: &Library,
         executor: Executor,
         stats: crate::metrics::EngineStats,
+        clock: Clock,
     ) -> Result<Arc<Engine>, EngineError> {
         let mut playbooks_list: Vec<Playbook> =
             library.playbooks.values().map(|(p, _)| p.clone()).collect();
@@ -229,6 +234,7 @@ impl Engine {
             slots,
             active: Mutex::new(HashSet::new()),
             settings,
+            clock,
         }))
     }
 
@@ -352,9 +358,14 @@ impl Engine {
         }
     }
 
+    /// The current time by the engine's clock.
+    pub(crate) fn now(&self) -> chrono::NaiveDateTime {
+        self.clock.now()
+    }
+
     /// The end of a lease taken or renewed now.
     pub(crate) fn lease_until(&self) -> chrono::NaiveDateTime {
-        now() + self.settings.lease
+        self.now() + self.settings.lease
     }
 
     /// Claims runnable runs and drives each on its own task, within the concurrency limit.
@@ -426,7 +437,7 @@ impl Engine {
     }
 
     async fn claim(self: &Arc<Self>, limit: usize) -> Result<Vec<i64>, EngineError> {
-        let at = now();
+        let at = self.now();
         if self.db.backend() == Backend::Postgres {
             let owner = self.owner.clone();
             let until = self.lease_until();
@@ -492,7 +503,7 @@ impl Engine {
             .read(|conn| store::next_wake(conn).map_err(EngineError::from))
             .await;
         match next {
-            Ok(Some(t)) => (t - now()).to_std().unwrap_or(Duration::ZERO).min(max),
+            Ok(Some(t)) => (t - self.now()).to_std().unwrap_or(Duration::ZERO).min(max),
             _ => max,
         }
     }

@@ -56,7 +56,8 @@ async fn decide(
     path: web::Path<i64>,
     body: web::Json<DecisionBody>,
 ) -> Result<HttpResponse, ApiError> {
-    p.require(Permission::ApproveContainment)?;
+    // The least any gate needs (acknowledging); the gate's kind decides the rest.
+    p.require(Permission::WorkCases)?;
     let id = path.into_inner();
     let o = origin(&req);
     let who = Decider {
@@ -69,10 +70,11 @@ async fn decide(
         user_agent: o.user_agent,
     };
     let body = body.into_inner();
+    let t = state.clock.now();
     let gate = state
         .db
         .write(move |conn| {
-            approvals::decide(conn, id, &who, body.decision, body.comment.as_deref())
+            approvals::decide(conn, id, &who, body.decision, body.comment.as_deref(), t)
         })
         .await?;
     if let Some(engine) = &state.engine {

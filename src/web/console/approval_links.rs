@@ -5,7 +5,7 @@
 
 use super::approvals::GateItem;
 use super::{cookie, form_csrf, form_csrf_ok, FORM_CSRF_COOKIE};
-use crate::approvals::links::{self, Access, LinkDecision, Lookup, Refusal, Resolved};
+use crate::approvals::links::{self, Access, LinkDecision, LinkRequest, Lookup, Refusal, Resolved};
 use crate::approvals::{ApprovalError, Decision};
 use crate::web::error::ApiError;
 use crate::web::extract::{origin, MaybeSession};
@@ -142,11 +142,12 @@ async fn show(
     let who = access(&req, session);
     let rules = state.config.approvals.clone();
     let t = token.clone();
+    let at = state.clock.now();
     let result = state
         .db
         .write(move |conn| {
             let lookup: Lookup =
-                links::resolve(conn, gate_id, &t, &who, &|a| rules.link_needs_login(a))?;
+                links::resolve(conn, gate_id, &t, &who, &|a| rules.link_needs_login(a), at)?;
             links::audit_view(conn, gate_id, &lookup, decision, &who)?;
             Ok::<_, ApprovalError>(lookup)
         })
@@ -202,12 +203,19 @@ async fn submit(
     let comment = form.comment.clone();
     let decision = form.decision;
     let w = who.clone();
+    let asked = LinkRequest {
+        decision,
+        comment: None,
+        at: state.clock.now(),
+    };
     let result = state
         .db
         .write(move |conn| {
-            links::decide(conn, gate_id, &t, decision, Some(&comment), &w, &|a| {
-                rules.link_needs_login(a)
-            })
+            let asked = LinkRequest {
+                comment: Some(&comment),
+                ..asked
+            };
+            links::decide(conn, gate_id, &t, asked, &w, &|a| rules.link_needs_login(a))
         })
         .await;
     match result {
@@ -220,11 +228,17 @@ async fn submit(
                     "Rejected",
                     format!("You rejected request {gate_id}; the step will not run."),
                 ),
+                (_, crate::approvals::GateStatus::Acknowledged) => (
+                    "Acknowledged",
+                    format!(
+                        "You acknowledged request {gate_id}; the playbook will not escalate it."
+                    ),
+                ),
                 (Decision::Approve, crate::approvals::GateStatus::Approved) => (
                     "Approved",
                     format!("You approved request {gate_id}; the playbook continues."),
                 ),
-                (Decision::Approve, _) => (
+                (_, _) => (
                     "Approval recorded",
                     format!(
                         "You approved request {gate_id}; it needs {} approvals and has {}.",
@@ -253,10 +267,11 @@ async fn submit(
             let rules = state.config.approvals.clone();
             let t = token.clone();
             let w = who.clone();
+            let at = state.clock.now();
             let again = state
                 .db
                 .read(move |conn| {
-                    links::resolve(conn, gate_id, &t, &w, &|a| rules.link_needs_login(a))
+                    links::resolve(conn, gate_id, &t, &w, &|a| rules.link_needs_login(a), at)
                 })
                 .await;
             match again {

@@ -114,7 +114,8 @@ async fn decide(
 ) -> actix_web::Result<HttpResponse> {
     let form = form.into_inner();
     session.check_csrf(&state.pages, &form.csrf_token)?;
-    session.require(&state.pages, Permission::ApproveContainment)?;
+    // The least any gate needs (acknowledging); the gate's kind decides the rest.
+    session.require(&state.pages, Permission::WorkCases)?;
     let user = &session.0.user;
     let id = path.into_inner();
     let o = origin(&req);
@@ -127,9 +128,10 @@ async fn decide(
         ip: o.ip,
         user_agent: o.user_agent,
     };
+    let t = state.clock.now();
     let result = state
         .db
-        .write(move |conn| approvals::decide(conn, id, &who, form.decision, Some(&form.comment)))
+        .write(move |conn| approvals::decide(conn, id, &who, form.decision, Some(&form.comment), t))
         .await;
     Ok(match result {
         Ok(_) => {

@@ -1,0 +1,1 @@
+ALTER TABLE approval_gates DROP COLUMN kind;
