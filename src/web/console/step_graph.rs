@@ -3,7 +3,8 @@
 //! attributes, not inline styles). Steps sit in rows by depth (a step one row below the
 //! deepest step it waits for), in file order within a row. With a run, each step shows its
 //! status, and the steps the run reached and the edges between them are drawn as the
-//! taken path; status is written in text too, so colour is never the only signal.
+//! taken path; status is written in text too, so colour is never the only signal. Each
+//! step is a link to its details below the figure, so keyboard users can reach them.
 
 use crate::playbooks::definition::Playbook;
 use crate::playbooks::engine::graph::Graph;
@@ -138,8 +139,8 @@ pub fn render(pb: &Playbook, status: Option<&HashMap<String, String>>, caption: 
         escape(&desc)
     );
     svg.push_str(concat!(
-        r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#9aa3ae"/></marker>"##,
-        r##"<marker id="arrow-taken" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#1d232b"/></marker></defs>"##
+        r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#9aa3ae"/></marker>"##,
+        r##"<marker id="arrow-taken" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#1d232b"/></marker></defs>"##
     ));
     for i in 0..n {
         for &d in graph.deps(i) {
@@ -192,7 +193,7 @@ pub fn render(pb: &Playbook, status: Option<&HashMap<String, String>>, caption: 
         };
         let _ = write!(
             svg,
-            r##"<g class="{class}" data-step="{id}" data-status="{status}"><title>{id} ({uses}){tip}</title><rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="6" fill="{fill}" stroke="{stroke}" stroke-width="{width}"{dash}/><text x="{tx}" y="{ty1}" text-anchor="middle" font-size="13" font-weight="600" fill="#1d232b">{label}</text><text x="{tx}" y="{ty2}" text-anchor="middle" font-size="11" fill="#3d4652">{second}{gate}</text></g>"##,
+            r##"<a href="#step-{id}"><g class="{class}" data-step="{id}" data-status="{status}"><title>{id} ({uses}){tip}</title><rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="6" fill="{fill}" stroke="{stroke}" stroke-width="{width}"{dash}/><text x="{tx}" y="{ty1}" text-anchor="middle" font-size="13" font-weight="600" fill="#1d232b">{label}</text><text x="{tx}" y="{ty2}" text-anchor="middle" font-size="11" fill="#3d4652">{second}{gate}</text></g></a>"##,
             id = escape(&step.id),
             status = escape(st.unwrap_or("")),
             uses = escape(&step.uses),
