@@ -11,14 +11,15 @@ use crate::playbooks::engine::graph::Graph;
 use std::collections::HashMap;
 use std::fmt::Write;
 
-const NODE_W: usize = 180;
+const NODE_W: usize = 200;
 const NODE_H: usize = 46;
 const GAP_X: usize = 28;
 const ROW_H: usize = 86;
 const PAD: usize = 12;
-/// Longest step id shown whole; longer ones are cut with an ellipsis (the full id is in
-/// the node's tooltip and the step list).
-const MAX_LABEL: usize = 22;
+/// Longest step id, and second line, shown whole; longer ones are cut with an ellipsis
+/// (the full text is in the node's tooltip and the step list).
+const MAX_LABEL: usize = 24;
+const MAX_SECOND: usize = 32;
 
 /// Whether a step in `status` was reached by the run (it ran, runs, or waits).
 pub fn reached(status: &str) -> bool {
@@ -53,11 +54,11 @@ fn escape(text: &str) -> String {
     out
 }
 
-fn label(id: &str) -> String {
-    if id.chars().count() <= MAX_LABEL {
-        id.to_string()
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
     } else {
-        let cut: String = id.chars().take(MAX_LABEL - 1).collect();
+        let cut: String = text.chars().take(max - 1).collect();
         format!("{cut}…")
     }
 }
@@ -191,14 +192,16 @@ pub fn render(pb: &Playbook, status: Option<&HashMap<String, String>>, caption: 
             Some(s) => s.replace('_', " "),
             None => step.uses.clone(),
         };
+        // The gate mark matters more than the end of a long action name.
+        let second = cut(&second, MAX_SECOND - gate.chars().count()) + gate;
         let _ = write!(
             svg,
-            r##"<a href="#step-{id}"><g class="{class}" data-step="{id}" data-status="{status}"><title>{id} ({uses}){tip}</title><rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="6" fill="{fill}" stroke="{stroke}" stroke-width="{width}"{dash}/><text x="{tx}" y="{ty1}" text-anchor="middle" font-size="13" font-weight="600" fill="#1d232b">{label}</text><text x="{tx}" y="{ty2}" text-anchor="middle" font-size="11" fill="#3d4652">{second}{gate}</text></g></a>"##,
+            r##"<a href="#step-{id}"><g class="{class}" data-step="{id}" data-status="{status}"><title>{id} ({uses}){tip}</title><rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="6" fill="{fill}" stroke="{stroke}" stroke-width="{width}"{dash}/><text x="{tx}" y="{ty1}" text-anchor="middle" font-size="13" font-weight="600" fill="#1d232b">{label}</text><text x="{tx}" y="{ty2}" text-anchor="middle" font-size="11" fill="#3d4652">{second}</text></g></a>"##,
             id = escape(&step.id),
             status = escape(st.unwrap_or("")),
             uses = escape(&step.uses),
             tip = st.map(|s| format!(": {}", escape(s))).unwrap_or_default(),
-            label = escape(&label(&step.id)),
+            label = escape(&cut(&step.id, MAX_LABEL)),
             second = escape(&second),
             tx = x + NODE_W / 2,
             ty1 = y + 19,
@@ -265,5 +268,39 @@ steps:
         assert!(!svg.contains("class=\"node taken\""));
         assert!(!svg.contains("class=\"edge taken\""));
         assert!(svg.contains("5 steps"));
+    }
+}
+
+#[cfg(test)]
+mod shipped {
+    use super::*;
+    use crate::playbooks::library;
+    use crate::playbooks::validate::Policy;
+    use std::path::Path;
+
+    #[test]
+    fn every_shipped_playbook_draws_every_step_and_edge() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let lib = library::load(
+            &root.join("playbooks"),
+            &root.join("integrations"),
+            Policy::default(),
+        )
+        .expect("shipped content loads");
+        assert!(!lib.playbooks.is_empty());
+        for (id, (pb, _)) in &lib.playbooks {
+            let svg = render(pb, None, id);
+            let graph = Graph::new(pb);
+            let edges: usize = (0..graph.len()).map(|i| graph.deps(i).len()).sum();
+            assert_eq!(
+                svg.matches("<g class=\"node\"").count(),
+                pb.steps.len(),
+                "{id}"
+            );
+            assert_eq!(svg.matches("class=\"edge\"").count(), edges, "{id}");
+            if let Ok(dir) = std::env::var("TOCSIN_GRAPH_DIR") {
+                std::fs::write(Path::new(&dir).join(format!("{id}.svg")), &svg).unwrap();
+            }
+        }
     }
 }
