@@ -82,6 +82,19 @@ steps:
   - { id: beat, uses: noop, with: { value: tick } }
 "#;
 
+const EACH: &str = r#"
+id: each
+version: 1
+trigger: { on: manual }
+inputs:
+  - { name: hosts, type: array, default: [alpha, beta] }
+steps:
+  - id: per_host
+    uses: noop
+    foreach: $.inputs.hosts[*]
+    with: { value: "checked ${{ $.item }}" }
+"#;
+
 /// An integration with basic auth: one secret set, one not.
 const DEMO_INTEGRATION: &str = r#"
 id: demo
@@ -548,8 +561,23 @@ fn disabled_playbooks_start_no_runs_anywhere(db: TestDb) {
 }
 
 fn playbook_and_integration_pages_show_definitions_and_secret_names_only(db: TestDb) {
-    let env = Env::new(db, &[("gated", GATED), ("hello", HELLO)]);
+    let env = Env::new(db, &[("gated", GATED), ("hello", HELLO), ("each", EACH)]);
     let vic = login(&env.server, "vic", PW);
+
+    // A foreach step shows each item with its own inputs and output.
+    let (status, body) = env.start("each", json!({}));
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    env.wait_run(id, "the end", |r| r["status"] == "succeeded");
+    let (_, page) = env.page(&vic, &format!("/runs/{id}"));
+    for (k, host) in ["alpha", "beta"].iter().enumerate() {
+        let at = page
+            .find(&format!(
+                r#"id="step-per_host-{k}" data-status="succeeded""#
+            ))
+            .unwrap_or_else(|| panic!("item {k} missing:\n{page}"));
+        assert!(page[at..].contains(&format!("checked {host}")), "{page}");
+    }
     let (status, page) = env.page(&vic, "/playbooks");
     assert_eq!(status, 200);
     assert!(page.contains(r#"href="/playbooks/gated""#), "{page}");
