@@ -43,7 +43,7 @@ enum Command {
     /// Manage ingestion sources (where alerts come from).
     #[command(subcommand)]
     Source(SourceCommand),
-    /// Validate playbooks and integrations.
+    /// Validate playbooks and integrations; enable or disable a playbook.
     #[command(subcommand)]
     Playbook(PlaybookCommand),
     /// Verify or export the audit trail.
@@ -200,6 +200,16 @@ enum PlaybookCommand {
         /// Playbook files to check against the configured integrations.
         files: Vec<PathBuf>,
     },
+    /// Let a playbook start runs again (triggers, schedules, manual and child runs).
+    Enable {
+        /// The playbook's id.
+        id: String,
+    },
+    /// Stop a playbook from starting runs; runs already going are not touched.
+    Disable {
+        /// The playbook's id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,6 +255,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Playbook(PlaybookCommand::Validate { files }) => {
             validate_playbooks(&config, &files)
         }
+        Command::Playbook(PlaybookCommand::Enable { id }) => switch_playbook(&config, &id, true),
+        Command::Playbook(PlaybookCommand::Disable { id }) => switch_playbook(&config, &id, false),
         Command::Audit(cmd) => audit_cmd(&config, cmd),
         Command::Config(ConfigCommand::Check) => {
             print!("{}", config.redacted_toml());
@@ -788,4 +800,30 @@ fn audit_cmd(config: &Config, cmd: AuditCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `tocsin playbook enable|disable ID`: the switch every run start obeys, audited as
+/// `system/cli`. The id must be declared by a file in the playbook folder.
+fn switch_playbook(config: &Config, id: &str, enabled: bool) -> Result<ExitCode> {
+    let pc = &config.playbooks;
+    let policy = Policy {
+        allow_approval_waivers: pc.allow_approval_waivers,
+        allow_approve_on_timeout: pc.allow_approve_on_timeout,
+    };
+    let survey = library::survey(&pc.dir, &pc.integrations_dir, policy);
+    if survey.playbook(id).is_none() {
+        eprintln!("no playbook {id:?} in {}", pc.dir.display());
+        return Ok(ExitCode::from(2));
+    }
+    let db = open_migrated(config)?;
+    let changed = db.write_sync(|conn| {
+        tocsin::playbooks::engine::switches::set(conn, id, enabled, &cli_actor())
+    })?;
+    let state = if enabled { "enabled" } else { "disabled" };
+    if changed {
+        println!("playbook {id} {state}");
+    } else {
+        println!("playbook {id} was already {state}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -38,6 +38,9 @@ pub enum Permission {
     Administer,
     /// Create and revoke one's own API tokens.
     ManageOwnTokens,
+    /// Cancel playbook runs from the console (stopping containment half-way is a
+    /// responder's call).
+    CancelRuns,
 }
 
 impl Permission {
@@ -46,7 +49,7 @@ impl Permission {
         match self {
             Permission::Read | Permission::ManageOwnTokens => Role::Viewer,
             Permission::WorkCases => Role::Analyst,
-            Permission::ApproveContainment => Role::Responder,
+            Permission::ApproveContainment | Permission::CancelRuns => Role::Responder,
             Permission::ReadAudit | Permission::ManageUsers | Permission::Administer => Role::Admin,
         }
     }
@@ -61,6 +64,7 @@ impl Permission {
             Permission::ManageUsers => "manage users",
             Permission::Administer => "administer Tocsin",
             Permission::ManageOwnTokens => "manage API tokens",
+            Permission::CancelRuns => "cancel playbook runs",
         }
     }
 }

@@ -348,3 +348,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     email_outbox,
     approval_links,
 );
+
+// Console: runs and playbooks (playbook enable/disable).
+diesel::table! {
+    playbook_switches (playbook_id) {
+        playbook_id -> Text,
+        disabled_at -> Nullable<Timestamp>,
+        changed_by -> Text,
+        changed_at -> Timestamp,
+    }
+}

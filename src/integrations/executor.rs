@@ -380,6 +380,30 @@ impl Executor {
         self.connectors.get(id).map(|c| &c.base)
     }
 
+    /// Every loaded integration, by id.
+    pub fn integrations(&self) -> impl Iterator<Item = &Integration> {
+        self.connectors.values().map(|c| &c.def)
+    }
+
+    /// The secret names integration `id` needs: its auth method's and those its actions'
+    /// templates read, sorted. Names only; values stay in [`Secrets`].
+    pub fn secret_names(&self, id: &str) -> Vec<String> {
+        let Some(c) = self.connectors.get(id) else {
+            return Vec::new();
+        };
+        let mut names: std::collections::BTreeSet<String> = c
+            .def
+            .auth
+            .secrets()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        for action in c.compiled.actions.values() {
+            names.extend(action.secrets().map(str::to_string));
+        }
+        names.into_iter().collect()
+    }
+
     /// Renders `action`'s templates with `inputs` (the step's rendered `with:` values) as
     /// `$.inputs`, and sends it. `idempotency_key`, when given, is sent as the
     /// `Idempotency-Key` header, which also makes the call safe to retry.

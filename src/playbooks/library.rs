@@ -210,3 +210,92 @@ pub fn check_file(
     }
     problems
 }
+
+/// One definition file as it is on disk now, with what the validator says of it.
+#[derive(Debug, Clone)]
+pub struct FileStatus {
+    pub file: PathBuf,
+    /// The id it declares, when it parses far enough to have one.
+    pub id: Option<String>,
+    /// The file's text (empty when it could not be read).
+    pub text: String,
+    /// Every problem the validator finds; none means valid.
+    pub problems: Vec<FileProblem>,
+}
+
+/// Every playbook and integration file on disk now, each validated on its own (the
+/// console's view; unlike [`load`] a broken file does not hide the others).
+#[derive(Debug, Clone, Default)]
+pub struct Survey {
+    pub playbooks: Vec<FileStatus>,
+    pub integrations: Vec<FileStatus>,
+}
+
+impl Survey {
+    /// The playbook file declaring `id`.
+    pub fn playbook(&self, id: &str) -> Option<&FileStatus> {
+        self.playbooks.iter().find(|f| f.id.as_deref() == Some(id))
+    }
+
+    /// The integration file declaring `id`.
+    pub fn integration(&self, id: &str) -> Option<&FileStatus> {
+        self.integrations
+            .iter()
+            .find(|f| f.id.as_deref() == Some(id))
+    }
+}
+
+/// Reads and validates every file in both folders, as `tocsin playbook validate` would.
+pub fn survey(playbooks_dir: &Path, integrations_dir: &Path, policy: Policy) -> Survey {
+    let (valid, _) = load_integrations(integrations_dir);
+    let mut out = Survey::default();
+    for path in yaml_files(integrations_dir).unwrap_or_default() {
+        let read = read(&path);
+        let text = read.clone().unwrap_or_default();
+        let (id, problems) = match read.and_then(|t| parse::<Integration>(&path, &t)) {
+            Err(p) => (None, vec![p]),
+            Ok(i) => {
+                let problems = attach(&path, validate::integration(&i, &text));
+                (Some(i.id), problems)
+            }
+        };
+        out.integrations.push(FileStatus {
+            file: path,
+            id,
+            text,
+            problems,
+        });
+    }
+    let mut parsed = Vec::new();
+    for path in yaml_files(playbooks_dir).unwrap_or_default() {
+        let read = read(&path);
+        let text = read.clone().unwrap_or_default();
+        let pb = read.and_then(|t| parse::<Playbook>(&path, &t));
+        parsed.push((path, text, pb));
+    }
+    let ids: BTreeSet<String> = parsed
+        .iter()
+        .filter_map(|(_, _, pb)| pb.as_ref().ok().map(|p| p.id.clone()))
+        .collect();
+    let catalog = Catalog {
+        integrations: &valid,
+        playbook_ids: &ids,
+        policy,
+    };
+    for (path, text, pb) in parsed {
+        let (id, problems) = match pb {
+            Err(p) => (None, vec![p]),
+            Ok(pb) => {
+                let problems = attach(&path, validate::playbook(&pb, &text, &catalog));
+                (Some(pb.id), problems)
+            }
+        };
+        out.playbooks.push(FileStatus {
+            file: path,
+            id,
+            text,
+            problems,
+        });
+    }
+    out
+}

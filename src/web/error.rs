@@ -202,6 +202,9 @@ impl From<EngineError> for ApiError {
             EngineError::Audit(a) => a.into(),
             EngineError::Approval(a) => a.into(),
             EngineError::Case(c) => c.into(),
+            EngineError::PlaybookDisabled(_) => {
+                ApiError::new(S::CONFLICT, "playbook_disabled", message)
+            }
         }
     }
 }

@@ -160,6 +160,9 @@ pub async fn start_manual(
     let id = engine
         .db
         .write(move |conn| {
+            if super::switches::is_disabled(conn, &loaded.playbook.id)? {
+                return Err(EngineError::PlaybookDisabled(loaded.playbook.id.clone()));
+            }
             if let Some(case_id) = case_id {
                 crate::cases::query::get(conn, case_id)?;
             }
@@ -298,11 +301,20 @@ pub async fn dispatch_events(engine: &Arc<Engine>, limit: i64) -> Result<usize, 
         .db
         .write(move |conn| {
             let mut created = 0usize;
+            // Read in this transaction, so a playbook disabled meanwhile starts nothing.
+            let switches = super::switches::all(conn)?;
             for (ev, runs) in &planned {
                 if !events::remove(conn, ev.id)? {
                     continue;
                 }
                 for (loaded, trigger, inputs) in runs {
+                    if switches
+                        .get(&loaded.playbook.id)
+                        .is_some_and(|s| !s.enabled())
+                    {
+                        tracing::info!(playbook = %loaded.playbook.id, event = ev.id, "playbook disabled: not started");
+                        continue;
+                    }
                     let kind = trigger
                         .get("kind")
                         .and_then(Value::as_str)
@@ -431,6 +443,11 @@ async fn fire_if_due(
             .set(playbook_schedules::next_fire_at.eq(first))
             .execute(conn)?;
             if won == 0 {
+                return Ok(false);
+            }
+            // A disabled playbook's due time passes without a run (it is not made up later).
+            if super::switches::is_disabled(conn, &id)? {
+                tracing::info!(playbook = %id, "playbook disabled: scheduled run not started");
                 return Ok(false);
             }
             let inputs = resolve_inputs(&loaded.playbook, &Value::Null)?;

@@ -1282,6 +1282,9 @@ impl Driver {
             .get("playbook")
             .and_then(Value::as_str)
             .unwrap_or_default();
+        // This is the attempt, whether it creates the child or fails below: a failure
+        // with no attempt counted would be retried as if it had not been tried.
+        self.steps[i].units[k].attempts += 1;
         let Some(child) = self.engine.playbook(name).cloned() else {
             return self
                 .complete_unit(
@@ -1293,6 +1296,20 @@ impl Driver {
                 )
                 .await;
         };
+        let child_id_name = child.playbook.id.clone();
+        let disabled = self
+            .engine
+            .db
+            .read(move |conn| {
+                super::switches::is_disabled(conn, &child_id_name).map_err(EngineError::from)
+            })
+            .await?;
+        if disabled {
+            let message = EngineError::PlaybookDisabled(child.playbook.id.clone()).to_string();
+            return self
+                .complete_unit(i, k, Err(Failure::permanent(message)))
+                .await;
+        }
         let given = input.get("inputs").cloned().unwrap_or(Value::Null);
         let inputs = match super::dispatch::resolve_inputs(&child.playbook, &given) {
             Ok(v) => v,
@@ -1308,12 +1325,16 @@ impl Driver {
         let requested_by = self.run.requested_by.clone();
         let u = &mut self.steps[i].units[k];
         u.status = StepStatus::Waiting;
-        u.attempts += 1;
         let mut w = u.write();
         let index = u.index;
         let actor = self.actor.clone();
         let child_id = self
             .commit(move |conn| {
+                // Disabled since the check above: this attempt writes nothing, and the
+                // next one fails the step there.
+                if super::switches::is_disabled(conn, &child.playbook.id)? {
+                    return Err(EngineError::PlaybookDisabled(child.playbook.id.clone()));
+                }
                 // The step row must exist first: the child points at it.
                 let step_row = store::write_step(conn, run_id, &step_id, index, &w)?;
                 let trigger = json!({ "kind": "playbook.run", "parent_run_id": run_id, "parent_step": step_id });

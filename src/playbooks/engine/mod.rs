@@ -14,6 +14,7 @@ pub mod dispatch;
 pub mod driver;
 pub mod graph;
 pub mod store;
+pub mod switches;
 pub mod view;
 
 use crate::approvals::ApprovalError;
@@ -56,6 +57,9 @@ pub enum EngineError {
     Approval(#[from] ApprovalError),
     #[error(transparent)]
     Case(#[from] crate::cases::CaseError),
+    /// An admin disabled the playbook: it starts no runs until enabled again.
+    #[error("playbook {0:?} is disabled; an admin can enable it")]
+    PlaybookDisabled(String),
 }
 
 impl From<diesel::result::Error> for EngineError {
@@ -264,6 +268,28 @@ impl Engine {
     /// The loaded playbooks, by id.
     pub fn playbooks(&self) -> impl Iterator<Item = &Arc<Loaded>> {
         self.playbooks.values()
+    }
+
+    /// The integration secrets store, for redacting what is shown (never for values).
+    pub fn executor_secrets(&self) -> &crate::integrations::secrets::Secrets {
+        self.executor.secrets()
+    }
+
+    /// The loaded integrations, by id.
+    pub fn integrations(
+        &self,
+    ) -> impl Iterator<Item = &crate::integrations::definition::Integration> {
+        self.executor.integrations()
+    }
+
+    /// The base URL calls to integration `id` go to, after deployment overrides.
+    pub fn integration_base_url(&self, id: &str) -> Option<String> {
+        self.executor.base_url(id).map(ToString::to_string)
+    }
+
+    /// The secret names integration `id` reads (its auth and its actions' templates).
+    pub fn integration_secrets(&self, id: &str) -> Vec<String> {
+        self.executor.secret_names(id)
     }
 
     /// The definition a run started from.

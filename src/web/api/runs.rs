@@ -3,7 +3,7 @@
 
 use crate::auth::Permission;
 use crate::playbooks::engine::view::{self, RunFilter};
-use crate::playbooks::engine::{dispatch, Engine};
+use crate::playbooks::engine::{dispatch, switches, Engine, EngineError};
 use crate::web::error::ApiError;
 use crate::web::extract::Authenticated;
 use crate::web::AppState;
@@ -19,7 +19,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(start)
         .service(list)
         .service(show)
-        .service(cancel);
+        .service(cancel)
+        .service(enable)
+        .service(disable);
 }
 
 /// The engine, or 503 when this process does not run one.
@@ -40,13 +42,20 @@ async fn playbooks(
 ) -> Result<HttpResponse, ApiError> {
     p.require(Permission::Read)?;
     let engine = engine(&state)?;
+    let switches = state
+        .db
+        .read(|c| switches::all(c).map_err(EngineError::from))
+        .await?;
     let mut found: Vec<Value> = engine
         .playbooks()
         .map(|l| {
             let pb = &l.playbook;
+            let switch = switches.get(&pb.id);
             json!({
                 "id": pb.id,
                 "version": pb.version,
+                "enabled": switch.is_none_or(|s| s.enabled()),
+                "switched": switch,
                 "description": pb.description,
                 "trigger": pb.trigger,
                 "condition": pb.condition,
@@ -170,4 +179,36 @@ async fn cancel(
     dispatch::cancel(&engine, id, &p.actor()).await?;
     let run = state.db.read(move |conn| view::run(conn, id)).await?;
     Ok(HttpResponse::Accepted().json(run))
+}
+
+#[post("/playbooks/{id}/enable")]
+async fn enable(
+    state: web::Data<AppState>,
+    Authenticated(p): Authenticated,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_switch(&state, &p, &path.into_inner(), true).await
+}
+
+#[post("/playbooks/{id}/disable")]
+async fn disable(
+    state: web::Data<AppState>,
+    Authenticated(p): Authenticated,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_switch(&state, &p, &path.into_inner(), false).await
+}
+
+/// Enables or disables a playbook (admins only); answers with its state and whether
+/// this request changed it.
+async fn set_switch(
+    state: &AppState,
+    p: &crate::auth::Principal,
+    id: &str,
+    enabled: bool,
+) -> Result<HttpResponse, ApiError> {
+    p.require(Permission::Administer)?;
+    let engine = engine(state)?;
+    let changed = switches::switch(&engine, id, enabled, &p.actor()).await?;
+    Ok(HttpResponse::Ok().json(json!({ "id": id, "enabled": enabled, "changed": changed })))
 }

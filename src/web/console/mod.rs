@@ -10,6 +10,10 @@ pub mod login;
 pub mod outbox;
 pub mod page;
 pub mod setup;
+// Console: runs and playbooks.
+pub mod playbooks;
+pub mod runs;
+pub mod step_graph;
 
 use super::error::ApiError;
 use actix_web::cookie::{Cookie, SameSite};
@@ -55,6 +59,35 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "outbox.html",
         include_str!("../../../frontend/templates/outbox.html"),
+    ),
+    // Console: runs and playbooks.
+    (
+        "runs.html",
+        include_str!("../../../frontend/templates/runs.html"),
+    ),
+    (
+        "run.html",
+        include_str!("../../../frontend/templates/run.html"),
+    ),
+    (
+        "playbook_tabs.html",
+        include_str!("../../../frontend/templates/playbook_tabs.html"),
+    ),
+    (
+        "playbooks.html",
+        include_str!("../../../frontend/templates/playbooks.html"),
+    ),
+    (
+        "playbook.html",
+        include_str!("../../../frontend/templates/playbook.html"),
+    ),
+    (
+        "integrations.html",
+        include_str!("../../../frontend/templates/integrations.html"),
+    ),
+    (
+        "integration.html",
+        include_str!("../../../frontend/templates/integration.html"),
     ),
 ];
 
@@ -128,7 +161,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(setup::routes)
         .configure(approvals::routes)
         .configure(approval_links::routes)
-        .configure(outbox::routes);
+        .configure(outbox::routes)
+        // Console: runs and playbooks.
+        .configure(runs::routes)
+        .configure(playbooks::routes);
 }
 
 /// The console's stylesheet and script, cached by browsers for an hour.
