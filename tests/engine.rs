@@ -774,9 +774,12 @@ fn a_cancelled_run_stops_and_closes_its_gates(db: TestDb) {
     env.wait_for(id, "parked", |r| {
         r["status"] == "waiting" && !r["approvals"].as_array().unwrap().is_empty()
     });
-    let (s, b) = env.post(&env.vic, &format!("/api/v1/runs/{id}/cancel"), json!({}));
-    assert_eq!(s, 403, "{b}");
-    let (s, b) = env.post(&env.ann, &format!("/api/v1/runs/{id}/cancel"), json!({}));
+    // Cancelling needs a responder, as in the console: viewers and analysts are refused.
+    for who in [&env.vic, &env.ann] {
+        let (s, b) = env.post(who, &format!("/api/v1/runs/{id}/cancel"), json!({}));
+        assert_eq!(s, 403, "{b}");
+    }
+    let (s, b) = env.post(&env.rex, &format!("/api/v1/runs/{id}/cancel"), json!({}));
     assert_eq!(s, 202, "{b}");
     let run = env.finished(id);
     assert_eq!(run["status"], "cancelled", "{run:#}");
@@ -785,9 +788,9 @@ fn a_cancelled_run_stops_and_closes_its_gates(db: TestDb) {
     assert_eq!(step(&run, "after")["status"], "not_started");
     assert_eq!(run["approvals"][0]["status"], "cancelled");
     assert_eq!(env.stub.hits("/after") + env.stub.hits("/gate"), 0);
-    let (s, b) = env.post(&env.ann, &format!("/api/v1/runs/{id}/cancel"), json!({}));
+    let (s, b) = env.post(&env.rex, &format!("/api/v1/runs/{id}/cancel"), json!({}));
     assert_eq!(s, 409, "{b}");
-    let (s, _) = env.post(&env.ann, "/api/v1/runs/9999/cancel", json!({}));
+    let (s, _) = env.post(&env.rex, "/api/v1/runs/9999/cancel", json!({}));
     assert_eq!(s, 404);
 }
 
@@ -1165,7 +1168,7 @@ fn cancelling_a_run_cancels_its_child_runs(db: TestDb) {
     env.wait_for(child, "the child waiting", |r| {
         step(r, "nap")["status"] == "waiting"
     });
-    let (s, b) = env.post(&env.ann, &format!("/api/v1/runs/{id}/cancel"), json!({}));
+    let (s, b) = env.post(&env.rex, &format!("/api/v1/runs/{id}/cancel"), json!({}));
     assert_eq!(s, 202, "{b}");
     assert_eq!(env.finished(id)["status"], "cancelled");
     let child_run = env.finished(child);

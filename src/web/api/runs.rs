@@ -173,7 +173,7 @@ async fn cancel(
     Authenticated(p): Authenticated,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    p.require(Permission::WorkCases)?;
+    p.require(Permission::CancelRuns)?;
     let engine = engine(&state)?;
     let id = path.into_inner();
     dispatch::cancel(&engine, id, &p.actor()).await?;
