@@ -1107,7 +1107,7 @@ fn sigterm_lets_a_call_in_flight_finish_and_the_run_resumes(db: TestDb) {
 }
 
 fn secret_values_are_redacted_from_stored_and_audited_steps(db: TestDb) {
-    let env = Env::new(db, &[("on-alert", ON_ALERT)]);
+    let env = Env::new(db, &[("on-alert", ON_ALERT), ("linear", LINEAR)]);
     let out = env
         .db
         .run_ok(&["source", "add", "hive", "--kind", "thehive"]);
@@ -1138,6 +1138,18 @@ fn secret_values_are_redacted_from_stored_and_audited_steps(db: TestDb) {
     assert!(!of_run.is_empty());
     let audited = serde_json::to_string(&of_run).unwrap();
     assert!(!audited.contains(SECRET), "{audited}");
+
+    // A manual run given the value as an input: neither the run shown by the API nor its
+    // `playbook.run_created` event shows it.
+    let manual = env.start("linear", json!({ "inputs": { "who": format!("x {SECRET} y") } }));
+    let run = env.finished(manual);
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(run["inputs"]["who"], "x **** y", "{run:#}");
+    assert!(!run.to_string().contains(SECRET), "{run:#}");
+    let created = env.db.audit_with_action("playbook.run_created");
+    let created = serde_json::to_string(&created).unwrap();
+    assert!(created.contains("x **** y"), "{created}");
+    assert!(!created.contains(SECRET), "{created}");
 }
 
 const SLOW_PARENT: &str = r#"

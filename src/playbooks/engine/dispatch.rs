@@ -13,6 +13,7 @@ use crate::audit::{self, Actor, NewEvent};
 use crate::db::schema::playbook_schedules;
 use crate::db::{now, DbConn};
 use crate::events::{self, EventKind};
+use crate::integrations::secrets::Secrets;
 use crate::playbooks::definition::{InputType, Playbook, TriggerKind};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -97,9 +98,17 @@ pub fn has_type(kind: InputType, value: &Value) -> bool {
     )
 }
 
-/// Creates a run in the caller's transaction and records `playbook.run_created`.
-fn create_run(conn: &mut DbConn, run: &NewRun, actor: &Actor) -> Result<i64, EngineError> {
+/// Creates a run in the caller's transaction and records `playbook.run_created`, with any
+/// configured secret value in its inputs hidden (the run itself reads them as given).
+fn create_run(
+    conn: &mut DbConn,
+    run: &NewRun,
+    actor: &Actor,
+    secrets: &Secrets,
+) -> Result<i64, EngineError> {
     let id = store::insert_run(conn, run)?;
+    let mut inputs = run.inputs.clone();
+    secrets.redact_json(&mut inputs);
     audit::append(
         conn,
         NewEvent::new(
@@ -111,7 +120,7 @@ fn create_run(conn: &mut DbConn, run: &NewRun, actor: &Actor) -> Result<i64, Eng
                 "version": run.playbook.version,
                 "trigger": run.trigger_kind,
                 "case_id": run.case_id,
-                "inputs": run.inputs,
+                "inputs": inputs,
                 "requested_by": run.requested_by,
             }),
         ),
@@ -157,6 +166,7 @@ pub async fn start_manual(
     let inputs = resolve_inputs(&loaded.playbook, inputs)?;
     let requester = requester.to_string();
     let actor = actor.clone();
+    let secrets = engine.executor_secrets().clone();
     let id = engine
         .db
         .write(move |conn| {
@@ -172,6 +182,7 @@ pub async fn start_manual(
                 conn,
                 &new_run(&loaded, case_id, "manual", &trigger, &inputs, &requester),
                 &actor,
+                &secrets,
             )
         })
         .await?;
@@ -297,6 +308,7 @@ pub async fn dispatch_events(engine: &Arc<Engine>, limit: i64) -> Result<usize, 
     if seen == 0 {
         return Ok(0);
     }
+    let secrets = engine.executor_secrets().clone();
     let created = engine
         .db
         .write(move |conn| {
@@ -322,7 +334,7 @@ pub async fn dispatch_events(engine: &Arc<Engine>, limit: i64) -> Result<usize, 
                     let actor = Actor::system("engine");
                     let by = format!("trigger:{kind}");
                     let run = new_run(loaded, ev.case_id, kind, trigger, inputs, &by);
-                    create_run(conn, &run, &actor)?;
+                    create_run(conn, &run, &actor, &secrets)?;
                     created += 1;
                 }
             }
@@ -395,6 +407,7 @@ async fn fire_if_due(
     let text = loaded.playbook.trigger.schedule.clone().unwrap_or_default();
     let cron = cron.clone();
     let loaded = loaded.clone();
+    let secrets = engine.executor_secrets().clone();
     let fired = engine
         .db
         .write(move |conn| {
@@ -454,7 +467,7 @@ async fn fire_if_due(
             let trigger =
                 json!({ "kind": "schedule", "scheduled_for": crate::db::utc::format(&due) });
             let run = new_run(&loaded, None, "schedule", &trigger, &inputs, "schedule");
-            create_run(conn, &run, &Actor::system("scheduler"))?;
+            create_run(conn, &run, &Actor::system("scheduler"), &secrets)?;
             Ok::<_, EngineError>(true)
         })
         .await?;

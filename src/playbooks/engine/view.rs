@@ -6,6 +6,7 @@ use super::EngineError;
 use crate::approvals::{self, Gate};
 use crate::db::schema::playbook_runs;
 use crate::db::DbConn;
+use crate::integrations::secrets::Secrets;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
@@ -197,4 +198,40 @@ pub fn list(conn: &mut DbConn, f: &RunFilter, limit: i64) -> Result<Vec<RunSumma
         .select(RunRow::as_select())
         .load(conn)?;
     Ok(rows.into_iter().map(RunSummary::from).collect())
+}
+
+impl RunView {
+    /// Replaces every configured secret value (and its URL-encoded form) in what is shown.
+    /// The engine stores step inputs, outputs and errors redacted already; this also covers
+    /// run inputs (kept as given, since the run reads them), values stored before a secret
+    /// was configured, and a retrying step's inputs, kept as rendered for the next attempt.
+    pub fn redact(&mut self, secrets: &Secrets) {
+        fn step(secrets: &Secrets, s: &mut StepView) {
+            for v in [&mut s.input, &mut s.output, &mut s.item]
+                .into_iter()
+                .flatten()
+            {
+                secrets.redact_json(v);
+            }
+            if let Some(e) = s.error.as_mut() {
+                *e = secrets.redact(e);
+            }
+            for item in &mut s.items {
+                step(secrets, item);
+            }
+        }
+        secrets.redact_json(&mut self.inputs);
+        if let Some(e) = self.run.error.as_mut() {
+            *e = secrets.redact(e);
+        }
+        for s in &mut self.steps {
+            step(secrets, s);
+        }
+        for g in &mut self.approvals {
+            if let Some(t) = g.target.as_mut() {
+                secrets.redact_json(t);
+            }
+            g.message = secrets.redact(&g.message);
+        }
+    }
 }

@@ -163,7 +163,10 @@ async fn show(
 ) -> Result<HttpResponse, ApiError> {
     p.require(Permission::Read)?;
     let id = path.into_inner();
-    let run = state.db.read(move |conn| view::run(conn, id)).await?;
+    let mut run = state.db.read(move |conn| view::run(conn, id)).await?;
+    if let Some(engine) = &state.engine {
+        run.redact(engine.executor_secrets());
+    }
     Ok(HttpResponse::Ok().json(run))
 }
 

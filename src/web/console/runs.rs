@@ -172,41 +172,10 @@ impl StepPage {
     }
 }
 
-/// Replaces every configured secret value (and its URL-encoded form) in what the page
-/// shows. The engine already stores step inputs, outputs and errors redacted; this also
-/// covers values stored before a secret was configured, and a retrying step's inputs,
-/// which are kept as rendered for the next attempt.
+/// Hides every configured secret value in what the page shows (see `RunView::redact`).
 fn redact(state: &AppState, run: &mut RunView) {
-    let Some(engine) = &state.engine else {
-        return;
-    };
-    let secrets = engine.executor_secrets();
-    secrets.redact_json(&mut run.inputs);
-    if let Some(e) = run.run.error.as_mut() {
-        *e = secrets.redact(e);
-    }
-    fn step(secrets: &crate::integrations::secrets::Secrets, s: &mut StepView) {
-        for v in [&mut s.input, &mut s.output, &mut s.item]
-            .into_iter()
-            .flatten()
-        {
-            secrets.redact_json(v);
-        }
-        if let Some(e) = s.error.as_mut() {
-            *e = secrets.redact(e);
-        }
-        for item in &mut s.items {
-            step(secrets, item);
-        }
-    }
-    for s in &mut run.steps {
-        step(secrets, s);
-    }
-    for g in &mut run.approvals {
-        if let Some(t) = g.target.as_mut() {
-            secrets.redact_json(t);
-        }
-        g.message = secrets.redact(&g.message);
+    if let Some(engine) = &state.engine {
+        run.redact(engine.executor_secrets());
     }
 }
 
