@@ -10,6 +10,8 @@ pub mod login;
 pub mod outbox;
 pub mod page;
 pub mod setup;
+// Console: dashboard, audit and administration.
+pub mod audit;
 
 use super::error::ApiError;
 use actix_web::cookie::{Cookie, SameSite};
@@ -55,6 +57,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "outbox.html",
         include_str!("../../../frontend/templates/outbox.html"),
+    ),
+    // Console: dashboard, audit and administration.
+    (
+        "audit.html",
+        include_str!("../../../frontend/templates/audit.html"),
     ),
 ];
 
@@ -129,6 +136,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(approvals::routes)
         .configure(approval_links::routes)
         .configure(outbox::routes);
+    // Console: dashboard, audit and administration.
+    cfg.configure(audit::routes);
 }
 
 /// The console's stylesheet and script, cached by browsers for an hour.
