@@ -222,4 +222,277 @@ fn audit_search_verification_and_export(db: TestDb) {
     assert!(!html.contains("<strong>Verified</strong>"));
 }
 
-both_backends!(audit_search_verification_and_export);
+/// The token in the "shown once" box of an admin page, if there is one.
+fn shown_token(html: &str) -> Option<String> {
+    let start = html.find("id=\"new-token\"")?;
+    let rest = &html[start..];
+    let v = rest.find("value=\"")? + "value=\"".len();
+    Some(rest[v..v + rest[v..].find('"')?].to_string())
+}
+
+fn ingest(server: &Server, token: &str, source: &str, reference: &str) -> u16 {
+    server
+        .post_json(
+            token,
+            &format!("/api/v1/ingest/{source}"),
+            &common::hive_alert(reference, "Port scan", "198.51.100.7"),
+        )
+        .0
+}
+
+fn administration_users_and_sources(db: TestDb) {
+    db.add_user("alice", "admin", PW);
+    db.add_user("bob", "analyst", PW);
+    let server = Server::start(&db);
+    let admin = login(&server, "alice", PW);
+    let bob = login(&server, "bob", PW);
+    let csrf = session_csrf(&server, &admin);
+    let bob_csrf = session_csrf(&server, &bob);
+
+    let (status, html) = page(&server, &admin, "/admin");
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("id=\"user-bob\"") && html.contains("href=\"/outbox\""));
+
+    // Not an admin: 403 on the page and on every change, and nothing changes.
+    assert_eq!(page(&server, &bob, "/admin").0, 403);
+    let forbidden: [(&str, Vec<(&str, &str)>); 4] = [
+        (
+            "/admin/users",
+            vec![
+                ("username", "mallory"),
+                ("role", "admin"),
+                ("password", "mallory's long password"),
+            ],
+        ),
+        ("/admin/users/bob/role", vec![("role", "admin")]),
+        ("/admin/users/alice/disable", vec![]),
+        (
+            "/admin/sources",
+            vec![("name", "evil"), ("kind", "thehive")],
+        ),
+    ];
+    for (path, fields) in &forbidden {
+        let mut with_csrf = fields.clone();
+        with_csrf.push(("csrf_token", &bob_csrf));
+        assert_eq!(form(&server, &bob, path, &with_csrf).0, 403, "{path}");
+        // An admin whose form carries a forged CSRF token is refused too.
+        let mut forged = fields.clone();
+        forged.push(("csrf_token", "forged"));
+        assert_eq!(form(&server, &admin, path, &forged).0, 403, "{path}");
+    }
+    let (_, html) = page(&server, &admin, "/admin");
+    assert!(
+        !html.contains("mallory") && !html.contains("source-evil"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<option value=\"analyst\" selected>"),
+        "bob is still an analyst"
+    );
+    assert!(db
+        .audit_with_action("user.created")
+        .iter()
+        .all(|e| e["target"] != "user:mallory"));
+
+    // Create a user; bad input is refused with the reason and creates nothing.
+    let (status, _, html) = form(
+        &server,
+        &admin,
+        "/admin/users",
+        &[
+            ("csrf_token", &csrf),
+            ("username", "carol"),
+            ("role", "viewer"),
+            ("password", "short"),
+        ],
+    );
+    assert_eq!(status, 422);
+    assert!(
+        html.contains("password") && html.contains("at least 12"),
+        "{html}"
+    );
+    let (status, location, _) = form(
+        &server,
+        &admin,
+        "/admin/users",
+        &[
+            ("csrf_token", &csrf),
+            ("username", "Carol"),
+            ("email", "carol@example.org"),
+            ("role", "viewer"),
+            ("password", PW),
+        ],
+    );
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/admin?done=user_created&name=carol")
+    );
+    let (_, html) = page(&server, &admin, &location);
+    assert!(html.contains("User carol was created."), "{html}");
+    let created = db.audit_with_action("user.created");
+    let carol = created
+        .iter()
+        .find(|e| e["target"] == "user:carol")
+        .expect("audited");
+    assert_eq!(
+        (carol["actor_kind"].as_str(), carol["actor_id"].as_str()),
+        (Some("user"), Some("alice"))
+    );
+
+    // The role change takes effect: carol may not open /admin, then may.
+    let carol_client = login(&server, "carol", PW);
+    assert_eq!(page(&server, &carol_client, "/admin").0, 403);
+    let (status, location, _) = form(
+        &server,
+        &admin,
+        "/admin/users/carol/role",
+        &[("csrf_token", &csrf), ("role", "admin")],
+    );
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/admin?done=role&name=carol")
+    );
+    assert_eq!(page(&server, &carol_client, "/admin").0, 200);
+    let changed = db.audit_with_action("user.role_changed");
+    assert_eq!(changed.len(), 1);
+    assert_eq!(
+        changed[0]["details"],
+        json!({ "from": "viewer", "to": "admin" })
+    );
+    let (status, _, html) = form(
+        &server,
+        &admin,
+        "/admin/users/carol/role",
+        &[("csrf_token", &csrf), ("role", "root")],
+    );
+    assert_eq!(status, 422);
+    assert!(html.contains("unknown role"), "{html}");
+
+    // Disable ends carol's session; enable; a reset password works and ends sessions.
+    let (status, _, _) = form(
+        &server,
+        &admin,
+        "/admin/users/carol/disable",
+        &[("csrf_token", &csrf)],
+    );
+    assert_eq!(status, 303);
+    assert_eq!(page(&server, &carol_client, "/admin").0, 303, "signed out");
+    let (status, _, _) = form(
+        &server,
+        &admin,
+        "/admin/users/carol/enable",
+        &[("csrf_token", &csrf)],
+    );
+    assert_eq!(status, 303);
+    let new_pw = "a brand new passphrase";
+    let (status, _, _) = form(
+        &server,
+        &admin,
+        "/admin/users/carol/password",
+        &[("csrf_token", &csrf), ("password", new_pw)],
+    );
+    assert_eq!(status, 303);
+    let carol_client = login(&server, "carol", new_pw);
+    assert_eq!(page(&server, &carol_client, "/admin").0, 200);
+    for action in ["user.disabled", "user.enabled", "user.password_changed"] {
+        let events = db.audit_with_action(action);
+        assert_eq!(events.len(), 1, "{action}");
+        assert_eq!(events[0]["actor_id"], "alice", "{action}");
+    }
+
+    // A source: the token is shown once, works, and is never shown again.
+    let (status, _, html) = form(
+        &server,
+        &admin,
+        "/admin/sources",
+        &[
+            ("csrf_token", &csrf),
+            ("name", "edr"),
+            ("kind", "thehive"),
+            ("settings", ""),
+        ],
+    );
+    assert_eq!(status, 200, "{html}");
+    let token = shown_token(&html).expect("token shown");
+    assert!(token.starts_with("tis_"), "{token}");
+    assert!(html.contains("shown only"), "{html}");
+    assert_eq!(ingest(&server, &token, "edr", "a-1"), 200);
+    let (_, html) = page(&server, &admin, "/admin");
+    assert!(html.contains("id=\"source-edr\""));
+    assert!(!html.contains(&token) && shown_token(&html).is_none());
+    assert_eq!(
+        db.audit_with_action("source.created")[0]["actor_id"],
+        "alice"
+    );
+    let (status, _, html) = form(
+        &server,
+        &admin,
+        "/admin/sources",
+        &[("csrf_token", &csrf), ("name", "edr"), ("kind", "thehive")],
+    );
+    assert_eq!(status, 409, "{html}");
+    let (status, _, html) = form(
+        &server,
+        &admin,
+        "/admin/sources",
+        &[("csrf_token", &csrf), ("name", "x"), ("kind", "nonsense")],
+    );
+    assert_eq!(status, 422);
+    assert!(html.contains("unknown source kind"), "{html}");
+
+    // A non-admin cannot rotate it: the token keeps working.
+    assert_eq!(
+        form(
+            &server,
+            &bob,
+            "/admin/sources/edr/rotate",
+            &[("csrf_token", &bob_csrf)]
+        )
+        .0,
+        403
+    );
+    assert_eq!(ingest(&server, &token, "edr", "a-2"), 200);
+
+    // Rotating shows a new token once; the old one stops working at once.
+    let (status, _, html) = form(
+        &server,
+        &admin,
+        "/admin/sources/edr/rotate",
+        &[("csrf_token", &csrf)],
+    );
+    assert_eq!(status, 200);
+    let rotated = shown_token(&html).expect("new token shown");
+    assert_ne!(rotated, token);
+    assert_eq!(ingest(&server, &token, "edr", "a-3"), 401);
+    assert_eq!(ingest(&server, &rotated, "edr", "a-4"), 200);
+
+    // Disabled: refused; enabled again: accepted.
+    let (status, location, _) = form(
+        &server,
+        &admin,
+        "/admin/sources/edr/disable",
+        &[("csrf_token", &csrf)],
+    );
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/admin?done=source_disabled&name=edr")
+    );
+    assert_eq!(ingest(&server, &rotated, "edr", "a-5"), 403);
+    form(
+        &server,
+        &admin,
+        "/admin/sources/edr/enable",
+        &[("csrf_token", &csrf)],
+    );
+    assert_eq!(ingest(&server, &rotated, "edr", "a-6"), 200);
+    for action in ["source.rotated", "source.disabled", "source.enabled"] {
+        let events = db.audit_with_action(action);
+        assert_eq!(events.len(), 1, "{action}");
+        assert_eq!(events[0]["actor_id"], "alice", "{action}");
+    }
+}
+
+both_backends!(
+    audit_search_verification_and_export,
+    administration_users_and_sources,
+);

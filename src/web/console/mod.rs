@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod page;
 pub mod setup;
 // Console: dashboard, audit and administration.
+pub mod admin;
 pub mod audit;
 
 use super::error::ApiError;
@@ -62,6 +63,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "audit.html",
         include_str!("../../../frontend/templates/audit.html"),
+    ),
+    (
+        "admin.html",
+        include_str!("../../../frontend/templates/admin.html"),
     ),
 ];
 
@@ -137,7 +142,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(approval_links::routes)
         .configure(outbox::routes);
     // Console: dashboard, audit and administration.
-    cfg.configure(audit::routes);
+    cfg.configure(audit::routes).configure(admin::routes);
 }
 
 /// The console's stylesheet and script, cached by browsers for an hour.
