@@ -492,7 +492,186 @@ fn administration_users_and_sources(db: TestDb) {
     }
 }
 
+/// A timestamp `secs` seconds before now, as both backends parse it.
+fn ago(secs: i64) -> String {
+    (chrono::Utc::now().naive_utc() - chrono::Duration::seconds(secs))
+        .format("%Y-%m-%d %H:%M:%S%.6f")
+        .to_string()
+}
+
+/// Sums `data-count` of the bars of `series` inside the chart `id`.
+fn bar_total(html: &str, id: &str, series: &str) -> i64 {
+    let start = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no chart {id}"));
+    let svg = &html[start..start + html[start..].find("</svg>").unwrap()];
+    svg.split("<rect class=\"bar\"")
+        .skip(1)
+        .filter(|r| r.contains(&format!("data-series=\"{series}\"")))
+        .map(|r| {
+            let v = r.find("data-count=\"").unwrap() + "data-count=\"".len();
+            r[v..v + r[v..].find('"').unwrap()].parse::<i64>().unwrap()
+        })
+        .sum()
+}
+
+fn attr_of(html: &str, id: &str, attr: &str) -> String {
+    let start = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no {id}"));
+    let rest = &html[start..];
+    let v = rest.find(&format!("{attr}=\"")).unwrap() + attr.len() + 2;
+    rest[v..v + rest[v..].find('"').unwrap()].to_string()
+}
+
+fn text_of(html: &str, id: &str) -> String {
+    let start = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no {id}"));
+    let rest = &html[start..];
+    let open = rest.find('>').unwrap() + 1;
+    rest[open..open + rest[open..].find('<').unwrap()]
+        .trim()
+        .to_string()
+}
+
+fn dashboard_figures(db: TestDb) {
+    db.add_user("alice", "admin", PW);
+    db.add_user("victor", "viewer", PW);
+    let (ingest_token, _) = db.add_source("hive", "thehive", &[]);
+    let api = db.token("alice");
+    let server = Server::start(&db);
+    let alert = |reference: &str, ip: &str, severity: u8| -> i64 {
+        let event = json!({
+            "type": "external", "source": "siem", "sourceRef": reference, "title": "Scan",
+            "severity": severity, "observables": [ { "dataType": "ip", "data": ip } ]
+        });
+        let (status, body) = server.post_json(&ingest_token, "/api/v1/ingest/hive", &event);
+        assert_eq!(status, 200, "{body}");
+        body["results"][0]["case_id"].as_i64().unwrap()
+    };
+    let patch = |id: i64, body: Value| {
+        let res = browser()
+            .patch(server.url(&format!("/api/v1/cases/{id}")))
+            .bearer_auth(&api)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    };
+    // Four cases: two Medium, one High, one Critical (two days old).
+    let a = alert("r-a", "203.0.113.1", 2);
+    let b = alert("r-b", "203.0.113.2", 2);
+    let c = alert("r-c", "203.0.113.3", 3);
+    let old = alert("r-d", "203.0.113.4", 4);
+    patch(a, json!({ "status": "triage" }));
+    patch(a, json!({ "status": "resolved" }));
+    patch(b, json!({ "status": "in_progress" }));
+    patch(old, json!({ "status": "triage" }));
+    // Known times: a acknowledged after 10 minutes and resolved after an hour, b
+    // acknowledged after 30 minutes, c untouched, the old case acknowledged after an hour.
+    let set = |id: i64, created: i64, ack: Option<i64>, resolved: Option<i64>| {
+        let t = |s: Option<i64>| s.map_or("NULL".to_string(), |s| format!("'{}'", ago(s)));
+        db.exec(&format!(
+            "UPDATE cases SET created_at = '{}', acknowledged_at = {}, resolved_at = {} WHERE id = {id}",
+            ago(created),
+            t(ack.map(|a| created - a)),
+            t(resolved.map(|r| created - r)),
+        ))
+        .expect("set times");
+    };
+    set(a, 3 * 3600, Some(600), Some(3600));
+    set(b, 5 * 3600, Some(1800), None);
+    set(c, 3600, None, None);
+    set(old, 2 * 86_400, Some(3600), None);
+
+    // Finished playbook runs and steps, and a pending approval, as the engine records them.
+    let now = ago(0);
+    let mut sql = format!(
+        "INSERT INTO playbook_definitions (hash, playbook_id, version, definition, created_at) \
+         VALUES ('h1', 'phishing', 1, '{{}}', '{now}');"
+    );
+    for (id, status) in [
+        (901, "succeeded"),
+        (902, "succeeded"),
+        (903, "succeeded"),
+        (904, "failed"),
+    ] {
+        sql += &format!(
+            "INSERT INTO playbook_runs (id, playbook_id, playbook_version, definition_hash, trigger_kind, \
+             trigger_data, inputs, requested_by, status, created_at, started_at, finished_at, updated_at) \
+             VALUES ({id}, 'phishing', 1, 'h1', 'manual', '{{}}', '{{}}', 'test', '{status}', '{s}', '{s}', '{f}', '{f}');\
+             INSERT INTO step_runs (run_id, step_id, item_index, status, created_at, started_at, finished_at) \
+             VALUES ({id}, 'lookup', 0, 'succeeded', '{s}', '{s}', '{f}');",
+            s = ago(7200),
+            f = ago(7200 - 90),
+        );
+    }
+    sql += &format!(
+        "INSERT INTO approval_gates (run_id, step_id, action, status, message, approvers, required, \
+         requested_by, created_at, deadline_at) VALUES (901, 'block', 'firewall.block_ip', 'pending', \
+         'block it', '{{}}', 1, 'test', '{}', '2999-01-01 00:00:00');",
+        ago(2 * 3600)
+    );
+    db.exec(&sql).expect("runs");
+
+    let admin = login(&server, "alice", PW);
+    let (status, html) = page(&server, &admin, "/?range=24h");
+    assert_eq!(status, 200, "{html}");
+    // MTTA over a and b: (600 + 1800) / 2; MTTR over a: 3600.
+    assert_eq!(attr_of(&html, "mtta", "data-seconds"), "1200");
+    assert_eq!(text_of(&html, "mtta"), "20m");
+    assert_eq!(attr_of(&html, "mttr", "data-seconds"), "3600");
+    assert_eq!(text_of(&html, "mttr"), "1h");
+    assert_eq!(text_of(&html, "cases-created"), "3");
+    assert_eq!(text_of(&html, "cases-open"), "3");
+    assert_eq!(text_of(&html, "approvals-pending"), "1");
+    assert_eq!(bar_total(&html, "chart-severity", "Medium"), 2);
+    assert_eq!(bar_total(&html, "chart-severity", "High"), 1);
+    assert_eq!(bar_total(&html, "chart-severity", "Critical"), 0);
+    assert_eq!(bar_total(&html, "chart-source", "hive"), 3);
+    assert_eq!(bar_total(&html, "chart-status", "resolved"), 1);
+    assert_eq!(bar_total(&html, "chart-status", "in_progress"), 1);
+    assert_eq!(bar_total(&html, "chart-status", "new"), 1);
+    assert!(
+        html.contains("data-label=\"phishing\" data-series=\"succeeded\" data-value=\"3\""),
+        "{html}"
+    );
+    assert!(html.contains("data-label=\"phishing\" data-series=\"failed\" data-value=\"1\""));
+    assert!(html.contains("75% succeeded"));
+    assert!(
+        html.contains("data-label=\"phishing / lookup\" data-series=\"mean\" data-value=\"90\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("data-label=\"1h–4h\" data-series=\"pending\" data-value=\"1\""),
+        "{html}"
+    );
+    // Text alternatives: every chart is an image with a title, and has a table.
+    assert_eq!(html.matches("role=\"img\" aria-labelledby=").count(), 6);
+    assert!(html.contains("<summary>Cases by severity as a table</summary>"));
+    // The status facts the old home page showed are still there.
+    assert!(html.contains("id=\"audit-count\""));
+
+    // A week includes the old case: MTTA (600 + 1800 + 3600) / 3.
+    let (_, html) = page(&server, &admin, "/?range=7d");
+    assert_eq!(attr_of(&html, "mtta", "data-seconds"), "2000");
+    assert_eq!(text_of(&html, "cases-created"), "4");
+    assert_eq!(bar_total(&html, "chart-severity", "Critical"), 1);
+    assert!(html.contains("aria-current=\"true\">last 7 days"));
+    let (status, html) = page(&server, &admin, "/?range=1y");
+    assert_eq!(status, 400);
+    assert!(html.contains("expected 24h, 7d or 30d"), "{html}");
+
+    // A viewer sees the dashboard too, without the user count.
+    let viewer = login(&server, "victor", PW);
+    let (status, html) = page(&server, &viewer, "/");
+    assert_eq!(status, 200);
+    assert_eq!(attr_of(&html, "mtta", "data-seconds"), "2000");
+}
+
 both_backends!(
     audit_search_verification_and_export,
     administration_users_and_sources,
+    dashboard_figures,
 );

@@ -13,6 +13,7 @@ pub mod setup;
 // Console: dashboard, audit and administration.
 pub mod admin;
 pub mod audit;
+pub mod charts;
 
 use super::error::ApiError;
 use actix_web::cookie::{Cookie, SameSite};
