@@ -159,7 +159,7 @@ async fn home(
         .read(move |conn| {
             let d = dashboard::compute(conn, range, now)?;
             let inbox = approvals::inbox(conn, user.id, &user.username, user.role)
-                .map_err(|e| ApiError::from(e))?;
+                .map_err(ApiError::from)?;
             let seq: i64 = audit_head::table
                 .select(audit_head::seq)
                 .first(conn)
@@ -181,7 +181,7 @@ async fn home(
         steps => steps_chart(&d),
         approvals => approvals_chart(&d),
     };
-    let fmt_mean = |m: &dashboard::Mean| m.seconds.map(|s| span(s));
+    let fmt_mean = |m: &dashboard::Mean| m.seconds.map(span);
     Ok(page::render(
         &state,
         &session,
