@@ -326,22 +326,49 @@ fn count(conn: &mut DbConn, sql: &str, at: &[NaiveDateTime]) -> Result<i64, DbEr
         .map_or(0, |r| r.n))
 }
 
-/// Cases created in the window, counted per bucket and `key` (an SQL expression).
-fn buckets(
+#[derive(QueryableByName)]
+struct CaseCell {
+    #[diesel(sql_type = Text)]
+    bucket: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    severity: i32,
+    #[diesel(sql_type = Text)]
+    source: String,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Cases created in the window, counted per bucket, severity, source and status in one
+/// pass over the window (the three charts are sums of these cells).
+fn case_cells(
     conn: &mut DbConn,
     d: Dialect,
     range: Range,
     since: NaiveDateTime,
-    key: &str,
-    from: &str,
-) -> Result<Vec<BucketRow>, DbError> {
+) -> Result<Vec<CaseCell>, DbError> {
     let sql = format!(
-        "SELECT {bucket} AS bucket, {key} AS key, COUNT(*) AS n FROM {from} \
-         WHERE c.created_at >= {p} AND c.merged_into_id IS NULL GROUP BY 1, 2",
+        "SELECT {bucket} AS bucket, c.severity AS severity, COALESCE(s.name, '(none)') AS source, \
+         c.status AS status, COUNT(*) AS n \
+         FROM cases c LEFT JOIN sources s ON s.id = c.source_id \
+         WHERE c.created_at >= {p} AND c.merged_into_id IS NULL GROUP BY 1, 2, 3, 4",
         bucket = d.bucket("c.created_at", range.hourly()),
         p = d.p(1),
     );
     load_at(conn, &sql, &[since])
+}
+
+/// The cells summed by one of their keys.
+fn by_key(cells: &[CaseCell], key: impl Fn(&CaseCell) -> String) -> Vec<BucketRow> {
+    cells
+        .iter()
+        .map(|c| BucketRow {
+            bucket: c.bucket.clone(),
+            key: key(c),
+            n: c.n,
+        })
+        .collect()
 }
 
 /// Arranges rows into a series over `labels`, keys in `order` (others after, by count).
@@ -412,8 +439,10 @@ pub fn compute(conn: &mut DbConn, range: Range, now: NaiveDateTime) -> Result<Da
     )?;
     let open_now = count(
         conn,
-        "SELECT COUNT(*) AS n FROM cases WHERE status NOT IN ('resolved', 'closed') \
-         AND merged_into_id IS NULL",
+        // Open statuses named (not "NOT IN closed ones") so the count is read from the
+        // status index alone; merged cases are closed, so they are not counted.
+        "SELECT COUNT(*) AS n FROM cases WHERE status IN ('new', 'triage', 'in_progress', \
+         'contained')",
         &[],
     )?;
 
@@ -421,27 +450,22 @@ pub fn compute(conn: &mut DbConn, range: Range, now: NaiveDateTime) -> Result<Da
         .iter()
         .map(|s| s.name().to_string())
         .collect();
-    let rows = buckets(conn, d, range, since, "CAST(c.severity AS TEXT)", "cases c")?
-        .into_iter()
-        .map(|r| BucketRow {
-            key: r.key.parse::<i64>().map_or(r.key.clone(), |id| {
-                crate::alert::Severity::from_id(id).name().to_string()
-            }),
-            ..r
-        })
-        .collect();
-    let by_severity = series(rows, &labels, &severity_order);
-    let rows = buckets(
-        conn,
-        d,
-        range,
-        since,
-        "COALESCE(s.name, '(none)')",
-        "cases c LEFT JOIN sources s ON s.id = c.source_id",
-    )?;
-    let by_source = top_keys(series(rows, &labels, &[]), TOP_SOURCES);
-    let rows = buckets(conn, d, range, since, "c.status", "cases c")?;
+    let cells = case_cells(conn, d, range, since)?;
+    let by_severity = series(
+        by_key(&cells, |c| {
+            crate::alert::Severity::from_id(i64::from(c.severity))
+                .name()
+                .to_string()
+        }),
+        &labels,
+        &severity_order,
+    );
+    let by_source = top_keys(
+        series(by_key(&cells, |c| c.source.clone()), &labels, &[]),
+        TOP_SOURCES,
+    );
     let status_order: Vec<String> = STATUSES.iter().map(|s| s.to_string()).collect();
+    let rows = by_key(&cells, |c| c.status.clone());
     let by_status = series(rows, &labels, &status_order);
 
     let playbooks = outcomes(conn, d, since)?;
