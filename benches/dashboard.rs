@@ -119,10 +119,8 @@ fn seed_sql(postgres: bool, cases: u64) -> String {
            {run_start}, {run_start}, {fin}, {fin} {runs_from};",
         fin = after(&run_start, "1 + i % 60"),
     );
-    sql += &format!(
-        "INSERT INTO step_runs (run_id, step_id, item_index, status, created_at, started_at, finished_at) \
-         SELECT id, 's' || (id % 5), 0, status, started_at, started_at, finished_at FROM playbook_runs;"
-    );
+    sql += "INSERT INTO step_runs (run_id, step_id, item_index, status, created_at, started_at, finished_at) \
+         SELECT id, 's' || (id % 5), 0, status, started_at, started_at, finished_at FROM playbook_runs;";
     sql += &format!(
         "{gates_prefix} INSERT INTO approval_gates (run_id, step_id, action, status, message, approvers, \
          required, requested_by, created_at, deadline_at) \

@@ -256,13 +256,10 @@ struct CountRow {
     n: i64,
 }
 
-#[derive(QueryableByName)]
+/// Cases of one key in one bucket.
 struct BucketRow {
-    #[diesel(sql_type = Text)]
     bucket: String,
-    #[diesel(sql_type = Text)]
     key: String,
-    #[diesel(sql_type = BigInt)]
     n: i64,
 }
 
