@@ -106,6 +106,12 @@ fn audit_search_verification_and_export(db: TestDb) {
     let (status, html) = page(&server, &admin, "/audit?since=yesterday");
     assert_eq!(status, 400, "{html}");
     assert!(html.contains("since=yesterday"), "{html}");
+    let (status, html) = page(&server, &admin, "/audit?before=latest");
+    assert_eq!(status, 400, "{html}");
+    assert!(html.contains("before=latest"), "{html}");
+    let (status, html) = page(&server, &admin, "/audit/export?format=xml");
+    assert_eq!(status, 400, "{html}");
+    assert!(html.contains("expected ndjson or csv"), "{html}");
 
     // Paging: 60 more events, 50 a page, the next page continues below the first.
     let token = db.token("alice");

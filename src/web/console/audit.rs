@@ -69,9 +69,11 @@ struct SearchForm {
     until: String,
     #[serde(default)]
     q: String,
-    before: Option<i64>,
+    /// Text, parsed by the handler so a bad value gets the page naming it.
     #[serde(default)]
-    verified: Option<u8>,
+    before: String,
+    #[serde(default)]
+    verified: Option<String>,
 }
 
 impl SearchForm {
@@ -121,7 +123,17 @@ async fn log(
     session.require(&state.pages, Permission::ReadAudit)?;
     let form = form.into_inner();
     let filter = form.filter().map_err(|e| page::fail(&state.pages, e))?;
-    let before = form.before;
+    let before = match form.before.trim() {
+        "" => None,
+        text => Some(text.parse::<i64>().map_err(|_| {
+            page::fail(
+                &state.pages,
+                crate::web::error::ApiError::bad_request(format!(
+                    "before={text}: expected an event number from the \"Older events\" link"
+                )),
+            )
+        })?),
+    };
     let (page, verification) = state
         .db
         .read(move |conn| {
@@ -157,7 +169,7 @@ async fn log(
             form => form.clone(),
             events => page.events.into_iter().map(Row::from).collect::<Vec<_>>(),
             next => next,
-            paged => form.before.is_some(),
+            paged => before.is_some(),
             first_page => if query.is_empty() { "/audit".to_string() } else { format!("/audit?{query}") },
             verification => verification,
             just_verified => form.verified.is_some(),
