@@ -23,3 +23,5 @@ pub mod playbooks;
 pub mod retention;
 pub mod telemetry;
 pub mod web;
+// Console: dashboard, audit and administration.
+pub mod dashboard;

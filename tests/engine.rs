@@ -1141,7 +1141,10 @@ fn secret_values_are_redacted_from_stored_and_audited_steps(db: TestDb) {
 
     // A manual run given the value as an input: neither the run shown by the API nor its
     // `playbook.run_created` event shows it.
-    let manual = env.start("linear", json!({ "inputs": { "who": format!("x {SECRET} y") } }));
+    let manual = env.start(
+        "linear",
+        json!({ "inputs": { "who": format!("x {SECRET} y") } }),
+    );
     let run = env.finished(manual);
     assert_eq!(run["status"], "succeeded", "{run:#}");
     assert_eq!(run["inputs"]["who"], "x **** y", "{run:#}");

@@ -5,6 +5,7 @@
 //! they record, so a change and its audit event commit together or not at all.
 
 pub mod export;
+pub mod search;
 pub mod verify;
 
 use crate::db::schema::{audit_events, audit_head};

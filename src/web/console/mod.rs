@@ -14,6 +14,10 @@ pub mod setup;
 pub mod playbooks;
 pub mod runs;
 pub mod step_graph;
+// Console: dashboard, audit and administration.
+pub mod admin;
+pub mod audit;
+pub mod charts;
 
 use super::error::ApiError;
 use actix_web::cookie::{Cookie, SameSite};
@@ -88,6 +92,15 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "integration.html",
         include_str!("../../../frontend/templates/integration.html"),
+    ),
+    // Console: dashboard, audit and administration.
+    (
+        "audit.html",
+        include_str!("../../../frontend/templates/audit.html"),
+    ),
+    (
+        "admin.html",
+        include_str!("../../../frontend/templates/admin.html"),
     ),
 ];
 
@@ -165,6 +178,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         // Console: runs and playbooks.
         .configure(runs::routes)
         .configure(playbooks::routes);
+    // Console: dashboard, audit and administration.
+    cfg.configure(audit::routes).configure(admin::routes);
 }
 
 /// The console's stylesheet and script, cached by browsers for an hour.
