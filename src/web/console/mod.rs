@@ -3,6 +3,8 @@
 
 pub mod approval_links;
 pub mod approvals;
+// Console: cases
+pub mod cases;
 pub mod format;
 pub mod home;
 pub mod live;
@@ -55,6 +57,19 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "outbox.html",
         include_str!("../../../frontend/templates/outbox.html"),
+    ),
+    // Console: cases
+    (
+        "cases.html",
+        include_str!("../../../frontend/templates/cases.html"),
+    ),
+    (
+        "case.html",
+        include_str!("../../../frontend/templates/case.html"),
+    ),
+    (
+        "case_alert.html",
+        include_str!("../../../frontend/templates/case_alert.html"),
     ),
 ];
 
@@ -129,6 +144,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(approvals::routes)
         .configure(approval_links::routes)
         .configure(outbox::routes);
+    // Console: cases
+    cfg.configure(cases::routes);
 }
 
 /// The console's stylesheet and script, cached by browsers for an hour.
