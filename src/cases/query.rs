@@ -432,40 +432,36 @@ pub fn list(
     if let Some(raw) = cursor {
         let c = decode_cursor(raw)?;
         let bad = || CaseError::invalid("cursor", "is not a cursor from this listing");
+        // Row values (`(key, id) < (?, ?)`) rather than `key < ? OR (key = ? AND id < ?)`:
+        // both databases read them as one range of the (…, key, id) indexes, where the OR
+        // form made SQLite sort every matching case for pages after the first.
+        let (columns, op) = match sort {
+            Sort::LastSeenDesc => ("(cases.last_seen_at, cases.id)", "<"),
+            Sort::LastSeenAsc => ("(cases.last_seen_at, cases.id)", ">"),
+            Sort::CreatedDesc => ("(cases.created_at, cases.id)", "<"),
+            Sort::CreatedAsc => ("(cases.created_at, cases.id)", ">"),
+            Sort::SeverityDesc => ("(cases.severity, cases.id)", "<"),
+        };
+        let head = diesel::dsl::sql::<diesel::sql_types::Bool>(&format!("{columns} {op} ("));
         q = match sort {
             Sort::SeverityDesc => {
                 let s: i32 = c.k.parse().map_err(|_| bad())?;
                 q.filter(
-                    cases::severity
-                        .lt(s)
-                        .or(cases::severity.eq(s).and(cases::id.lt(c.id))),
+                    head.bind::<diesel::sql_types::Integer, _>(s)
+                        .sql(", ")
+                        .bind::<diesel::sql_types::BigInt, _>(c.id)
+                        .sql(")"),
                 )
             }
             _ => {
                 let t = NaiveDateTime::parse_from_str(&c.k, "%Y-%m-%dT%H:%M:%S%.f")
                     .map_err(|_| bad())?;
-                match sort {
-                    Sort::LastSeenDesc => q.filter(
-                        cases::last_seen_at
-                            .lt(t)
-                            .or(cases::last_seen_at.eq(t).and(cases::id.lt(c.id))),
-                    ),
-                    Sort::LastSeenAsc => q.filter(
-                        cases::last_seen_at
-                            .gt(t)
-                            .or(cases::last_seen_at.eq(t).and(cases::id.gt(c.id))),
-                    ),
-                    Sort::CreatedDesc => q.filter(
-                        cases::created_at
-                            .lt(t)
-                            .or(cases::created_at.eq(t).and(cases::id.lt(c.id))),
-                    ),
-                    Sort::CreatedAsc | Sort::SeverityDesc => q.filter(
-                        cases::created_at
-                            .gt(t)
-                            .or(cases::created_at.eq(t).and(cases::id.gt(c.id))),
-                    ),
-                }
+                q.filter(
+                    head.bind::<diesel::sql_types::Timestamp, _>(t)
+                        .sql(", ")
+                        .bind::<diesel::sql_types::BigInt, _>(c.id)
+                        .sql(")"),
+                )
             }
         };
     }
