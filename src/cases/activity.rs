@@ -254,8 +254,8 @@ pub fn read(
             });
         }
     }
-    // Newest first; alerts before comments before actions at the same instant.
-    timeline.sort_by(|a, b| b.at.cmp(&a.at));
+    // Newest first; a stable sort keeps entries of the same instant in gathering order.
+    timeline.sort_by_key(|e| std::cmp::Reverse(e.at));
     Ok(Activity {
         runs,
         gates,
