@@ -37,6 +37,21 @@ steps:
     with: { body: "note from playbook on case ${{ $.case.id }}" }
 "#;
 
+/// A manual playbook whose one step waits for a responder's approval.
+const GATED: &str = r#"
+id: gated
+version: 1
+trigger: { on: manual }
+steps:
+  - id: block
+    uses: http.request
+    with: { method: POST, url: STUB/block }
+    approval:
+      roles: [responder]
+      timeout: 1h
+      message: "Block the sender at the edge?"
+"#;
+
 struct Env {
     db: TestDb,
     server: Server,
@@ -52,10 +67,11 @@ fn setup(db: TestDb) -> Env {
     db.add_user("vic", "viewer", PW);
     let (hive, _) = db.add_source("hive", "thehive", &[]);
     let (other, _) = db.add_source("edr", "thehive", &[]);
+    db.add_user("rex", "responder", PW);
     write_playbooks(
         &db,
         "http://127.0.0.1:9",
-        &[("enrich-ip", ENRICH), ("note", NOTE)],
+        &[("enrich-ip", ENRICH), ("note", NOTE), ("gated", GATED)],
     );
     let api = db.token("ann");
     let server = Server::start(&db);
@@ -629,11 +645,55 @@ fn viewers_and_forged_forms_change_nothing(db: TestDb) {
     );
 }
 
+fn approvals_show_on_the_case_page(db: TestDb) {
+    let env = setup(db);
+    let id = env.alert("hive", "g1", "Phishing reported", "192.0.2.50");
+    let ann = env.console("ann");
+    let (status, body) = ann.post(&format!("/cases/{id}/run"), &[("playbook", "gated")]);
+    assert_eq!(status, 303, "{body}\n{}", env.server.stderr());
+    let gate = env.server.poll("the approval request", || {
+        let html = ann.page(&format!("/cases/{id}"));
+        html.contains("Block the sender at the edge?")
+            .then_some(html)
+    });
+    let gates = &gate[gate.find("id=\"gates\"").unwrap()..];
+    assert!(gates.contains("pending"), "{gates}");
+    let gate_id: i64 = gates[gates.find("Request ").unwrap() + 8..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let rex = env.db.token("rex");
+    let (status, body) = env.server.post_json(
+        &rex,
+        &format!("/api/v1/approvals/{gate_id}/decision"),
+        &json!({ "decision": "reject", "comment": "not this one" }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let html = env.server.poll("the decision on the case page", || {
+        let html = ann.page(&format!("/cases/{id}"));
+        html.contains("rex rejected").then_some(html)
+    });
+    let timeline =
+        &html[html.find("id=\"timeline\"").unwrap()..html.find("id=\"alerts-h\"").unwrap()];
+    assert!(
+        timeline.contains("Approval requested: http.request"),
+        "{timeline}"
+    );
+    assert!(
+        timeline.contains("rex rejected: http.request"),
+        "{timeline}"
+    );
+    assert!(timeline.contains("not this one"), "{timeline}");
+}
+
 both_backends!(
     queue_filters_sort_and_pages,
     bulk_actions_change_exactly_the_ticked_cases,
     case_page_and_actions,
     viewers_and_forged_forms_change_nothing,
+    approvals_show_on_the_case_page,
 );
 
 /// One analyst's journey in a real browser (SQLite): a new case appears in the open queue
