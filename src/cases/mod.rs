@@ -2,6 +2,8 @@
 //! analysts work through a status model, with severity, assignee, tags, SLA due times,
 //! comments and merges. Every change an analyst makes is audited.
 
+pub mod activity;
+pub mod choices;
 pub mod correlate;
 pub mod query;
 pub mod record;

@@ -371,12 +371,35 @@ pub fn list(
 ) -> Result<Page, CaseError> {
     let limit = limit.clamp(1, MAX_LIMIT);
     let mut q = cases::table.select(CaseRow::as_select()).into_boxed();
+    // SQLite plans without statistics: left alone it drives a page from whichever index
+    // matches a filter and sorts every match (hundreds of ms on a million cases). So on
+    // SQLite the queue steers it: the only index-usable terms are the status and a
+    // redundant range on the sort key, which picks the (status, key, id) or (key, id)
+    // index that reads cases already in order; the other filters (unary `+` makes a
+    // column unusable for an index) are checked on the rows read. PostgreSQL keeps
+    // statistics and plans the plain terms well.
+    let steer = matches!(conn, DbConn::Sqlite(_));
     if !filter.statuses.is_empty() {
         let names: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
         q = q.filter(cases::status.eq_any(names));
     }
+    if steer {
+        let epoch = chrono::DateTime::UNIX_EPOCH.naive_utc();
+        q = match sort {
+            Sort::LastSeenDesc | Sort::LastSeenAsc => q.filter(cases::last_seen_at.gt(epoch)),
+            Sort::CreatedDesc | Sort::CreatedAsc => q.filter(cases::created_at.gt(epoch)),
+            Sort::SeverityDesc => q.filter(cases::severity.gt(-1)),
+        };
+    }
     if let Some(min) = filter.min_severity {
-        q = q.filter(cases::severity.ge(min.id()));
+        q = if steer {
+            q.filter(
+                diesel::dsl::sql::<diesel::sql_types::Bool>("+cases.severity >= ")
+                    .bind::<diesel::sql_types::Integer, _>(min.id()),
+            )
+        } else {
+            q.filter(cases::severity.ge(min.id()))
+        };
     }
     if let Some(source) = &filter.source {
         let id: Option<i64> = sources::table
@@ -388,6 +411,11 @@ pub fn list(
     }
     match filter.assignee.as_deref() {
         None => {}
+        Some("none") if steer => {
+            q = q.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "+cases.assignee_id IS NULL",
+            ))
+        }
         Some("none") => q = q.filter(cases::assignee_id.is_null()),
         Some(name) => {
             let id: Option<i64> = users::table
@@ -395,17 +423,35 @@ pub fn list(
                 .select(users::id)
                 .first(conn)
                 .optional()?;
-            q = q.filter(cases::assignee_id.eq(id.unwrap_or(-1)));
+            let id = id.unwrap_or(-1);
+            q = if steer {
+                q.filter(
+                    diesel::dsl::sql::<diesel::sql_types::Bool>("+cases.assignee_id = ")
+                        .bind::<diesel::sql_types::BigInt, _>(id),
+                )
+            } else {
+                q.filter(cases::assignee_id.eq(id))
+            };
         }
     }
     if let Some(tag) = &filter.tag {
-        q = q.filter(
-            cases::id.eq_any(
-                case_tags::table
-                    .filter(case_tags::tag.eq(tag.clone()))
-                    .select(case_tags::case_id),
-            ),
-        );
+        q = if steer {
+            q.filter(
+                diesel::dsl::sql::<diesel::sql_types::Bool>(
+                    "+cases.id IN (SELECT case_id FROM case_tags WHERE tag = ",
+                )
+                .bind::<diesel::sql_types::Text, _>(tag.clone())
+                .sql(")"),
+            )
+        } else {
+            q.filter(
+                cases::id.eq_any(
+                    case_tags::table
+                        .filter(case_tags::tag.eq(tag.clone()))
+                        .select(case_tags::case_id),
+                ),
+            )
+        };
     }
     if let Some(text) = filter
         .text
@@ -432,40 +478,36 @@ pub fn list(
     if let Some(raw) = cursor {
         let c = decode_cursor(raw)?;
         let bad = || CaseError::invalid("cursor", "is not a cursor from this listing");
+        // Row values (`(key, id) < (?, ?)`) rather than `key < ? OR (key = ? AND id < ?)`:
+        // both databases read them as one range of the (…, key, id) indexes, where the OR
+        // form made SQLite sort every matching case for pages after the first.
+        let (columns, op) = match sort {
+            Sort::LastSeenDesc => ("(cases.last_seen_at, cases.id)", "<"),
+            Sort::LastSeenAsc => ("(cases.last_seen_at, cases.id)", ">"),
+            Sort::CreatedDesc => ("(cases.created_at, cases.id)", "<"),
+            Sort::CreatedAsc => ("(cases.created_at, cases.id)", ">"),
+            Sort::SeverityDesc => ("(cases.severity, cases.id)", "<"),
+        };
+        let head = diesel::dsl::sql::<diesel::sql_types::Bool>(&format!("{columns} {op} ("));
         q = match sort {
             Sort::SeverityDesc => {
                 let s: i32 = c.k.parse().map_err(|_| bad())?;
                 q.filter(
-                    cases::severity
-                        .lt(s)
-                        .or(cases::severity.eq(s).and(cases::id.lt(c.id))),
+                    head.bind::<diesel::sql_types::Integer, _>(s)
+                        .sql(", ")
+                        .bind::<diesel::sql_types::BigInt, _>(c.id)
+                        .sql(")"),
                 )
             }
             _ => {
                 let t = NaiveDateTime::parse_from_str(&c.k, "%Y-%m-%dT%H:%M:%S%.f")
                     .map_err(|_| bad())?;
-                match sort {
-                    Sort::LastSeenDesc => q.filter(
-                        cases::last_seen_at
-                            .lt(t)
-                            .or(cases::last_seen_at.eq(t).and(cases::id.lt(c.id))),
-                    ),
-                    Sort::LastSeenAsc => q.filter(
-                        cases::last_seen_at
-                            .gt(t)
-                            .or(cases::last_seen_at.eq(t).and(cases::id.gt(c.id))),
-                    ),
-                    Sort::CreatedDesc => q.filter(
-                        cases::created_at
-                            .lt(t)
-                            .or(cases::created_at.eq(t).and(cases::id.lt(c.id))),
-                    ),
-                    Sort::CreatedAsc | Sort::SeverityDesc => q.filter(
-                        cases::created_at
-                            .gt(t)
-                            .or(cases::created_at.eq(t).and(cases::id.gt(c.id))),
-                    ),
-                }
+                q.filter(
+                    head.bind::<diesel::sql_types::Timestamp, _>(t)
+                        .sql(", ")
+                        .bind::<diesel::sql_types::BigInt, _>(c.id)
+                        .sql(")"),
+                )
             }
         };
     }

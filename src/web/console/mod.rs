@@ -3,6 +3,8 @@
 
 pub mod approval_links;
 pub mod approvals;
+// Console: cases
+pub mod cases;
 pub mod format;
 pub mod home;
 pub mod live;
@@ -102,6 +104,19 @@ const TEMPLATES: &[(&str, &str)] = &[
         "admin.html",
         include_str!("../../../frontend/templates/admin.html"),
     ),
+    // Console: cases
+    (
+        "cases.html",
+        include_str!("../../../frontend/templates/cases.html"),
+    ),
+    (
+        "case.html",
+        include_str!("../../../frontend/templates/case.html"),
+    ),
+    (
+        "case_alert.html",
+        include_str!("../../../frontend/templates/case_alert.html"),
+    ),
 ];
 
 const STYLESHEET: &str = include_str!("../../../frontend/static/tocsin.css");
@@ -180,6 +195,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(playbooks::routes);
     // Console: dashboard, audit and administration.
     cfg.configure(audit::routes).configure(admin::routes);
+    // Console: cases
+    cfg.configure(cases::routes);
 }
 
 /// The console's stylesheet and script, cached by browsers for an hour.
