@@ -156,7 +156,13 @@ fn a_page_follows_changes_in_the_browser(db: TestDb) {
         assert!(Instant::now() < deadline, "the page script did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let before: i64 = chrome.text("#audit-count").parse().unwrap();
+    // Read through wait_text: a live refresh may be replacing the element at this moment.
+    let before: i64 = chrome
+        .wait_text("#audit-count", "the audit count", |t| {
+            t.parse::<i64>().is_ok()
+        })
+        .parse()
+        .unwrap();
     chrome.screenshot("home");
 
     // A change made elsewhere shows up without a reload.
