@@ -361,6 +361,42 @@ struct Cursor {
 /// Longest page served.
 pub const MAX_LIMIT: i64 = 200;
 
+/// Most cases a title search may match for the queue to read them through the title index
+/// rather than scan cases in order (a common word fills a page quickly in order).
+const TITLE_INDEX_MAX: i64 = 2_000;
+
+/// The title index's query for `text` (each word of three or more characters, as a
+/// quoted trigram phrase) when it matches at most `TITLE_INDEX_MAX` cases; `None` when it
+/// matches more or no word is long enough for trigrams. SQLite only.
+fn few_titles_matching(conn: &mut DbConn, text: &str) -> Result<Option<String>, CaseError> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let words: Vec<String> = text
+        .split_whitespace()
+        .take(8)
+        .filter(|w| w.chars().count() >= 3)
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    if words.is_empty() {
+        return Ok(None);
+    }
+    let expr = words.join(" AND ");
+    let DbConn::Sqlite(c) = conn else {
+        return Ok(None);
+    };
+    let count: Count = diesel::sql_query(
+        "SELECT COUNT(*) AS n FROM (SELECT rowid FROM cases_title_fts \
+         WHERE cases_title_fts MATCH ? LIMIT ?)",
+    )
+    .bind::<diesel::sql_types::Text, _>(&expr)
+    .bind::<diesel::sql_types::BigInt, _>(TITLE_INDEX_MAX + 1)
+    .get_result(c)?;
+    Ok((count.n <= TITLE_INDEX_MAX).then_some(expr))
+}
+
 /// A page of cases matching `filter`, after `cursor`.
 pub fn list(
     conn: &mut DbConn,
@@ -378,8 +414,37 @@ pub fn list(
     // index that reads cases already in order; the other filters (unary `+` makes a
     // column unusable for an index) are checked on the rows read. PostgreSQL keeps
     // statistics and plans the plain terms well.
-    let steer = matches!(conn, DbConn::Sqlite(_));
-    if !filter.statuses.is_empty() {
+    //
+    // A title search for a rare word is the exception: reading cases in order would scan
+    // them all to fill a page, so when the title index finds few cases, the page is read
+    // from those (and sorted), with no other term usable as an index.
+    let sqlite = matches!(conn, DbConn::Sqlite(_));
+    let by_title = match filter.text.as_deref() {
+        Some(text) if sqlite => few_titles_matching(conn, text)?,
+        _ => None,
+    };
+    let steer = sqlite && by_title.is_none();
+    if let Some(expr) = by_title {
+        q = q.filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "cases.id IN (SELECT rowid FROM cases_title_fts WHERE cases_title_fts MATCH ",
+            )
+            .bind::<diesel::sql_types::Text, _>(expr)
+            .sql(")"),
+        );
+        if !filter.statuses.is_empty() {
+            // Status names are the enum's own words, never user text.
+            let names: Vec<String> = filter
+                .statuses
+                .iter()
+                .map(|s| format!("'{}'", s.as_str()))
+                .collect();
+            q = q.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+                "+cases.status IN ({})",
+                names.join(", ")
+            )));
+        }
+    } else if !filter.statuses.is_empty() {
         let names: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
         q = q.filter(cases::status.eq_any(names));
     }
@@ -392,7 +457,7 @@ pub fn list(
         };
     }
     if let Some(min) = filter.min_severity {
-        q = if steer {
+        q = if sqlite {
             q.filter(
                 diesel::dsl::sql::<diesel::sql_types::Bool>("+cases.severity >= ")
                     .bind::<diesel::sql_types::Integer, _>(min.id()),
@@ -411,7 +476,7 @@ pub fn list(
     }
     match filter.assignee.as_deref() {
         None => {}
-        Some("none") if steer => {
+        Some("none") if sqlite => {
             q = q.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
                 "+cases.assignee_id IS NULL",
             ))
@@ -424,7 +489,7 @@ pub fn list(
                 .first(conn)
                 .optional()?;
             let id = id.unwrap_or(-1);
-            q = if steer {
+            q = if sqlite {
                 q.filter(
                     diesel::dsl::sql::<diesel::sql_types::Bool>("+cases.assignee_id = ")
                         .bind::<diesel::sql_types::BigInt, _>(id),
@@ -435,7 +500,7 @@ pub fn list(
         }
     }
     if let Some(tag) = &filter.tag {
-        q = if steer {
+        q = if sqlite {
             q.filter(
                 diesel::dsl::sql::<diesel::sql_types::Bool>(
                     "+cases.id IN (SELECT case_id FROM case_tags WHERE tag = ",
@@ -554,4 +619,91 @@ fn decode_cursor(raw: &str) -> Result<Cursor, CaseError> {
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .ok_or_else(|| CaseError::invalid("cursor", "is not a cursor from this listing"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseConfig;
+    use crate::db::Db;
+
+    /// Inserts cases titled `title N` for N in `range`, as ingestion would (the title
+    /// index follows through its triggers).
+    fn add_cases(conn: &mut DbConn, title: &str, range: std::ops::Range<i64>) {
+        let DbConn::Sqlite(c) = conn else {
+            unreachable!("SQLite only")
+        };
+        for n in range {
+            diesel::sql_query(
+                "INSERT INTO cases (title, status, severity, correlation_key, alert_count, \
+                 first_seen_at, last_seen_at, created_at, updated_at) \
+                 VALUES (?, 'new', 3, ?, 1, '2026-01-01 00:00:00', ?, \
+                 '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+            )
+            .bind::<diesel::sql_types::Text, _>(format!("{title} {n}"))
+            .bind::<diesel::sql_types::Text, _>(format!("k{title}{n}"))
+            .bind::<diesel::sql_types::Text, _>(format!(
+                "2026-01-01 00:{:02}:{:02}",
+                (n / 60) % 60,
+                n % 60
+            ))
+            .execute(c)
+            .unwrap();
+        }
+    }
+
+    fn titles(conn: &mut DbConn, text: &str) -> Vec<String> {
+        let filter = Filter {
+            text: Some(text.into()),
+            statuses: vec![CaseStatus::New],
+            ..Filter::default()
+        };
+        let page = list(conn, &filter, Sort::default(), MAX_LIMIT, None).unwrap();
+        page.cases.into_iter().map(|c| c.title).collect()
+    }
+
+    /// A rare word is read through the title index, a common one by scanning in order, and
+    /// both give the same cases as the plain filter would; the index follows title changes.
+    #[test]
+    fn title_search_uses_the_index_for_rare_words_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&DatabaseConfig {
+            url: format!("sqlite://{}", dir.path().join("t.db").display()),
+            ..DatabaseConfig::default()
+        })
+        .unwrap();
+        db.migrate().unwrap();
+        db.write_sync(|conn| {
+            add_cases(conn, "Port scan", 0..(TITLE_INDEX_MAX + 10));
+            add_cases(conn, "Kerberoasting of svc", 0..3);
+            let rare = few_titles_matching(conn, "KERBEROAST svc").unwrap();
+            assert_eq!(rare.as_deref(), Some("\"KERBEROAST\" AND \"svc\""));
+            assert_eq!(few_titles_matching(conn, "scan").unwrap(), None);
+            assert_eq!(few_titles_matching(conn, "of").unwrap(), None, "too short");
+
+            let mut found = titles(conn, "KERBEROAST svc");
+            found.sort();
+            assert_eq!(
+                found,
+                ["Kerberoasting of svc 0", "Kerberoasting of svc 1", "Kerberoasting of svc 2"]
+            );
+            let common = titles(conn, "port SCAN");
+            assert_eq!(common.len(), MAX_LIMIT as usize);
+            assert!(common.iter().all(|t| t.starts_with("Port scan")), "{common:?}");
+            assert_eq!(titles(conn, "scan 2005"), ["Port scan 2005"]);
+
+            let DbConn::Sqlite(c) = conn else {
+                unreachable!()
+            };
+            diesel::sql_query(
+                "UPDATE cases SET title = 'Golden ticket' WHERE title = 'Kerberoasting of svc 1'",
+            )
+            .execute(c)
+            .unwrap();
+            assert_eq!(titles(conn, "golden"), ["Golden ticket"]);
+            assert_eq!(titles(conn, "kerberoasting").len(), 2);
+            Ok::<_, CaseError>(())
+        })
+        .unwrap();
+    }
 }

@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS cases_title_trgm;
