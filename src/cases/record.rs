@@ -23,6 +23,8 @@ pub struct PreparedAlert {
     pub raw: String,
     pub fingerprint: String,
     pub correlation_key: String,
+    /// The alert's tags as stored (a JSON array), serialized before the writer runs.
+    pub tags_json: String,
 }
 
 impl PreparedAlert {
@@ -36,6 +38,7 @@ impl PreparedAlert {
         PreparedAlert {
             fingerprint: correlate::fingerprint(source_id, &alert),
             correlation_key: correlate::correlation_key(correlate_by, source_id, &alert),
+            tags_json: serde_json::to_string(&alert.tags).unwrap_or_else(|_| "[]".into()),
             alert,
             raw,
         }
@@ -209,8 +212,7 @@ pub fn record_deferring_audit(
                 alerts::received_at.eq(now),
                 alerts::last_seen_at.eq(now),
                 alerts::occurrences.eq(1),
-                alerts::tags
-                    .eq(serde_json::to_string(&p.alert.tags).unwrap_or_else(|_| "[]".into())),
+                alerts::tags.eq(&p.tags_json),
                 alerts::raw.eq(&p.raw),
             ))
             .returning(alerts::id)
@@ -227,13 +229,16 @@ pub fn record_deferring_audit(
                 ))
                 .execute(c))?;
         }
-        bus.emit(
-            conn,
-            EventKind::AlertIngested,
-            Some(case_id),
-            Some(alert_id),
-            &json!({ "source": source_name, "case_created": case_created }),
-        )?;
+        // Checked first so the details are not built for an event nobody listens to.
+        if bus.wants(EventKind::AlertIngested) {
+            bus.emit(
+                conn,
+                EventKind::AlertIngested,
+                Some(case_id),
+                Some(alert_id),
+                &json!({ "source": source_name, "case_created": case_created }),
+            )?;
+        }
         out.push(Recorded {
             alert_id,
             case_id,
