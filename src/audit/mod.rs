@@ -341,6 +341,53 @@ mod tests {
         assert_ne!(a, b);
     }
 
+    /// Events appended together chain exactly like events appended one by one.
+    #[test]
+    fn append_all_extends_the_chain_in_order() {
+        use crate::config::DatabaseConfig;
+        use crate::db::Db;
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&DatabaseConfig {
+            url: format!("sqlite://{}", dir.path().join("t.db").display()),
+            ..DatabaseConfig::default()
+        })
+        .unwrap();
+        db.migrate().unwrap();
+        let event = |n: usize| {
+            NewEvent::new(
+                &Actor::system("test"),
+                "case.created",
+                format!("case:{n}"),
+                serde_json::json!({ "n": n }),
+            )
+        };
+        let before = db
+            .write_sync(|conn| append(conn, event(0)))
+            .unwrap();
+        let last = db
+            .write_sync(|conn| append_all(conn, (1..=3).map(event).collect()))
+            .unwrap();
+        assert_eq!(last, Some(before + 3));
+        let none = db.write_sync(|conn| append_all(conn, Vec::new())).unwrap();
+        assert_eq!(none, None);
+        let after = db.write_sync(|conn| append(conn, event(4))).unwrap();
+        assert_eq!(after, before + 4);
+        let report = db.read_sync(verify::verify).unwrap();
+        assert!(report.intact(), "{report:?}");
+        assert_eq!(report.head_seq, after);
+        let targets: Vec<String> = db
+            .read_sync(|conn| {
+                audit_events::table
+                    .filter(audit_events::seq.gt(before))
+                    .order(audit_events::seq)
+                    .select(audit_events::target)
+                    .load(conn)
+                    .map_err(AuditError::from)
+            })
+            .unwrap();
+        assert_eq!(targets, ["case:1", "case:2", "case:3", "case:4"]);
+    }
+
     #[test]
     fn hash_time_keeps_microseconds() {
         assert_eq!(hash_time(&t()), "2026-11-25T10:00:00.123456Z");
