@@ -334,7 +334,6 @@ fn serve(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
         if !applied.is_empty() {
             tracing::info!(migrations = ?applied, "applied migrations");
         }
-        db.spawn_checkpointer().context("starting the SQLite checkpointer")?;
         let addr = config.listen_addr()?;
         let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
         let bound = listener.local_addr()?;

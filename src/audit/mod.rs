@@ -361,9 +361,7 @@ mod tests {
                 serde_json::json!({ "n": n }),
             )
         };
-        let before = db
-            .write_sync(|conn| append(conn, event(0)))
-            .unwrap();
+        let before = db.write_sync(|conn| append(conn, event(0))).unwrap();
         let last = db
             .write_sync(|conn| append_all(conn, (1..=3).map(event).collect()))
             .unwrap();

@@ -33,14 +33,6 @@ macro_rules! on_backend {
     };
 }
 
-/// `wal_autocheckpoint` of every connection, in pages: only a backstop, reached when the
-/// background checkpointer falls far behind or none runs (about 40 MiB of WAL with 4 KiB
-/// pages; SQLite's default of 1,000 put a checkpoint inside every few group commits).
-const BACKSTOP_AUTOCHECKPOINT: u32 = 10_000;
-
-/// How often the background checkpointer copies the WAL into the database file.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
-
 /// Arbitrary but fixed key for the PostgreSQL advisory lock that serializes migrations
 /// when several processes start at once.
 const MIGRATION_LOCK_KEY: i64 = 0x7_0c51_4e00;
@@ -152,16 +144,13 @@ impl Manager {
                     SqliteSynchronous::Normal => "NORMAL",
                 };
                 // `temp_store = MEMORY` keeps statement journals (written when an insert
-                // splits index pages inside a transaction) off the file system. The WAL is
-                // checkpointed by `Db::spawn_checkpointer` off the writers' path; the
-                // automatic checkpoint stays as a backstop for a WAL that grows regardless
-                // (and for processes that start no checkpointer, such as the CLI).
+                // splits index pages inside a transaction) off the file system.
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
                      PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456; \
-                     PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {};",
-                    self.busy_timeout_ms, BACKSTOP_AUTOCHECKPOINT
+                     PRAGMA temp_store = MEMORY;",
+                    self.busy_timeout_ms
                 ))?;
                 Ok(DbConn::Sqlite(conn))
             }
@@ -193,8 +182,6 @@ pub type PooledConn = PooledConnection<Manager>;
 #[derive(Clone)]
 pub struct Db {
     pool: Pool<Manager>,
-    /// Opens connections outside the pool (the checkpointer's).
-    manager: Manager,
     backend: Backend,
     /// SQLite allows one writer; queuing writers here avoids busy-waiting inside SQLite.
     write_lock: Arc<Mutex<()>>,
@@ -238,10 +225,9 @@ impl Db {
         let pool = Pool::builder()
             .max_size(config.pool_size)
             .connection_timeout(Duration::from_secs(10))
-            .build(manager.clone())?;
+            .build(manager)?;
         Ok(Db {
             pool,
-            manager,
             backend,
             write_lock: Arc::new(Mutex::new(())),
             down: Arc::new(AtomicBool::new(false)),
@@ -281,32 +267,6 @@ impl Db {
                 source,
             }),
         }
-    }
-
-    /// On SQLite, starts a thread that checkpoints the WAL every [`CHECKPOINT_INTERVAL`]
-    /// on its own connection, so the copy of WAL pages into the database file (and its
-    /// fsync) runs beside the writers instead of inside the commit that crosses SQLite's
-    /// threshold. A passive checkpoint never blocks writers; durability is unchanged, since
-    /// a commit is durable once its WAL frames are synced. The thread ends with the last
-    /// clone of this handle. Nothing on PostgreSQL.
-    pub fn spawn_checkpointer(&self) -> Result<(), DbError> {
-        if self.backend != Backend::Sqlite {
-            return Ok(());
-        }
-        let mut conn = self.manager.establish()?;
-        let alive = Arc::downgrade(&self.down);
-        std::thread::Builder::new()
-            .name("sqlite-checkpoint".into())
-            .spawn(move || {
-                while alive.strong_count() > 0 {
-                    std::thread::sleep(CHECKPOINT_INTERVAL);
-                    if let Err(err) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
-                        tracing::warn!(error = %err, "WAL checkpoint failed");
-                    }
-                }
-            })
-            .map_err(|e| DbError::Task(e.to_string()))?;
-        Ok(())
     }
 
     /// Whether the last call found the database unreachable (and none succeeded since).
