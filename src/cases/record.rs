@@ -7,7 +7,7 @@ use crate::alert::{AlertState, NewAlert, Severity};
 use crate::audit::{self, Actor, NewEvent};
 use crate::config::{CasesConfig, SlaTarget};
 use crate::db::schema::{alert_observables, alerts, cases};
-use crate::db::{last_insert_id, DbConn};
+use crate::db::DbConn;
 use crate::events::{Bus, EventKind};
 use crate::on_backend;
 use chrono::{Duration, NaiveDateTime};
@@ -23,6 +23,8 @@ pub struct PreparedAlert {
     pub raw: String,
     pub fingerprint: String,
     pub correlation_key: String,
+    /// The alert's tags as stored (a JSON array), serialized before the writer runs.
+    pub tags_json: String,
 }
 
 impl PreparedAlert {
@@ -36,6 +38,7 @@ impl PreparedAlert {
         PreparedAlert {
             fingerprint: correlate::fingerprint(source_id, &alert),
             correlation_key: correlate::correlation_key(correlate_by, source_id, &alert),
+            tags_json: serde_json::to_string(&alert.tags).unwrap_or_else(|_| "[]".into()),
             alert,
             raw,
         }
@@ -89,6 +92,35 @@ pub fn record(
     source_name: &str,
     batch: &[PreparedAlert],
     now: NaiveDateTime,
+) -> Result<Vec<Recorded>, CaseError> {
+    let mut audit_events = Vec::new();
+    let out = record_deferring_audit(
+        conn,
+        config,
+        bus,
+        source_id,
+        source_name,
+        batch,
+        now,
+        &mut audit_events,
+    )?;
+    audit::append_all(conn, audit_events)?;
+    Ok(out)
+}
+
+/// [`record`], leaving the audit events of opened cases in `audit_events` for the caller
+/// to append in the same transaction: a group commit appends those of all its requests
+/// in one pass over the chain's head.
+#[allow(clippy::too_many_arguments)]
+pub fn record_deferring_audit(
+    conn: &mut DbConn,
+    config: &CasesConfig,
+    bus: &Bus,
+    source_id: i64,
+    source_name: &str,
+    batch: &[PreparedAlert],
+    now: NaiveDateTime,
+    audit_events: &mut Vec<NewEvent>,
 ) -> Result<Vec<Recorded>, CaseError> {
     let dedup_since = now - Duration::minutes(i64::from(config.dedup_window_minutes));
     let group_since = now - Duration::minutes(i64::from(config.correlation_window_minutes));
@@ -148,7 +180,8 @@ pub fn record(
                 (id, false)
             }
             None => {
-                let id = open_case_for(conn, config, source_id, source_name, p, now)?;
+                let id = open_case_for(conn, config, source_id, p, now)?;
+                audit_events.push(case_created_event(id, source_name, p));
                 bus.emit(
                     conn,
                     EventKind::CaseCreated,
@@ -160,7 +193,7 @@ pub fn record(
             }
         };
 
-        on_backend!(conn, |c| diesel::insert_into(alerts::table)
+        let alert_id: i64 = on_backend!(conn, |c| diesel::insert_into(alerts::table)
             .values((
                 alerts::case_id.eq(case_id),
                 alerts::source_id.eq(source_id),
@@ -179,12 +212,11 @@ pub fn record(
                 alerts::received_at.eq(now),
                 alerts::last_seen_at.eq(now),
                 alerts::occurrences.eq(1),
-                alerts::tags
-                    .eq(serde_json::to_string(&p.alert.tags).unwrap_or_else(|_| "[]".into())),
+                alerts::tags.eq(&p.tags_json),
                 alerts::raw.eq(&p.raw),
             ))
-            .execute(c))?;
-        let alert_id = last_insert_id(conn)?;
+            .returning(alerts::id)
+            .get_result(c))?;
         // One statement per observable: each is prepared once and reused, which measured
         // faster than a multi-row insert whose SQL differs with the row count.
         for o in &p.alert.observables {
@@ -197,13 +229,16 @@ pub fn record(
                 ))
                 .execute(c))?;
         }
-        bus.emit(
-            conn,
-            EventKind::AlertIngested,
-            Some(case_id),
-            Some(alert_id),
-            &json!({ "source": source_name, "case_created": case_created }),
-        )?;
+        // Checked first so the details are not built for an event nobody listens to.
+        if bus.wants(EventKind::AlertIngested) {
+            bus.emit(
+                conn,
+                EventKind::AlertIngested,
+                Some(case_id),
+                Some(alert_id),
+                &json!({ "source": source_name, "case_created": case_created }),
+            )?;
+        }
         out.push(Recorded {
             alert_id,
             case_id,
@@ -237,7 +272,6 @@ fn open_case_for(
     conn: &mut DbConn,
     config: &CasesConfig,
     source_id: i64,
-    source_name: &str,
     p: &PreparedAlert,
     now: NaiveDateTime,
 ) -> Result<i64, CaseError> {
@@ -259,21 +293,22 @@ fn open_case_for(
         ))
         .returning(cases::id)
         .get_result::<i64>(c))?;
-    audit::append(
-        conn,
-        NewEvent::new(
-            &Actor::system("ingest"),
-            "case.created",
-            format!("case:{case_id}"),
-            json!({
-                "source": source_name,
-                "title": p.alert.title,
-                "severity": p.alert.severity,
-                "rule_id": p.alert.rule_id,
-            }),
-        ),
-    )?;
     Ok(case_id)
+}
+
+/// The audit event of a case opened by an alert.
+fn case_created_event(case_id: i64, source_name: &str, p: &PreparedAlert) -> NewEvent {
+    NewEvent::new(
+        &Actor::system("ingest"),
+        "case.created",
+        format!("case:{case_id}"),
+        json!({
+            "source": source_name,
+            "title": p.alert.title,
+            "severity": p.alert.severity,
+            "rule_id": p.alert.rule_id,
+        }),
+    )
 }
 
 /// Alerts new or repeated on a case: bump last-seen, raise severity (tightening SLA due

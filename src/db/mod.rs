@@ -143,10 +143,13 @@ impl Manager {
                     SqliteSynchronous::Full => "FULL",
                     SqliteSynchronous::Normal => "NORMAL",
                 };
+                // `temp_store = MEMORY` keeps statement journals (written when an insert
+                // splits index pages inside a transaction) off the file system.
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
-                     PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456;",
+                     PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456; \
+                     PRAGMA temp_store = MEMORY;",
                     self.busy_timeout_ms
                 ))?;
                 Ok(DbConn::Sqlite(conn))

@@ -141,9 +141,11 @@ async fn run(
 fn commit(db: &Db, config: &CasesConfig, bus: &Bus, jobs: Vec<Job>, stats: &Stats) {
     let t = now();
     let together = db.write_sync(|conn| {
-        jobs.iter()
+        let mut audit_events = Vec::new();
+        let results = jobs
+            .iter()
             .map(|job| {
-                record::record(
+                record::record_deferring_audit(
                     conn,
                     config,
                     bus,
@@ -151,9 +153,12 @@ fn commit(db: &Db, config: &CasesConfig, bus: &Bus, jobs: Vec<Job>, stats: &Stat
                     &job.source_name,
                     &job.alerts,
                     t,
+                    &mut audit_events,
                 )
             })
-            .collect::<Result<Vec<_>, _>>()
+            .collect::<Result<Vec<_>, _>>()?;
+        crate::audit::append_all(conn, audit_events)?;
+        Ok::<_, CaseError>(results)
     });
     match together {
         Ok(results) => {
