@@ -685,11 +685,18 @@ mod tests {
             found.sort();
             assert_eq!(
                 found,
-                ["Kerberoasting of svc 0", "Kerberoasting of svc 1", "Kerberoasting of svc 2"]
+                [
+                    "Kerberoasting of svc 0",
+                    "Kerberoasting of svc 1",
+                    "Kerberoasting of svc 2"
+                ]
             );
             let common = titles(conn, "port SCAN");
             assert_eq!(common.len(), MAX_LIMIT as usize);
-            assert!(common.iter().all(|t| t.starts_with("Port scan")), "{common:?}");
+            assert!(
+                common.iter().all(|t| t.starts_with("Port scan")),
+                "{common:?}"
+            );
             assert_eq!(titles(conn, "scan 2005"), ["Port scan 2005"]);
 
             let DbConn::Sqlite(c) = conn else {
