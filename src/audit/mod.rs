@@ -151,46 +151,8 @@ pub struct AuditEvent {
 /// Appends one event after the current head. Must run inside a write transaction
 /// (`Db::write`), whose other changes the event records.
 pub fn append(conn: &mut DbConn, event: NewEvent) -> Result<i64, AuditError> {
-    // Bumping the head first takes its row lock (PostgreSQL) or the write lock (SQLite)
-    // before the previous hash is read, so two appenders cannot fork the chain.
-    // One statement: the bump returns the new sequence number and the previous hash.
-    let (seq, prev_hash): (i64, String) = on_backend!(conn, |c| diesel::update(
-        audit_head::table.filter(audit_head::id.eq(1))
-    )
-    .set(audit_head::seq.eq(audit_head::seq + 1))
-    .returning((audit_head::seq, audit_head::hash))
-    .get_result(c))?;
-    let details = serde_json::to_string(&event.details)?;
-    let occurred_at = crate::db::now();
-    let hash = event_hash(
-        seq,
-        &occurred_at,
-        event.actor.kind.as_str(),
-        &event.actor.id,
-        &event.action,
-        &event.target,
-        &details,
-        &prev_hash,
-    );
-    on_backend!(conn, |c| diesel::insert_into(audit_events::table)
-        .values((
-            audit_events::seq.eq(seq),
-            audit_events::occurred_at.eq(occurred_at),
-            audit_events::actor_kind.eq(event.actor.kind.as_str()),
-            audit_events::actor_id.eq(&event.actor.id),
-            audit_events::action.eq(&event.action),
-            audit_events::target.eq(&event.target),
-            audit_events::details.eq(&details),
-            audit_events::prev_hash.eq(&prev_hash),
-            audit_events::hash.eq(&hash),
-        ))
-        .execute(c))?;
-    on_backend!(conn, |c| diesel::update(
-        audit_head::table.filter(audit_head::id.eq(1))
-    )
-    .set(audit_head::hash.eq(&hash))
-    .execute(c))?;
-    Ok(seq)
+    // One event is a batch of one: `append_all` returns its sequence number.
+    Ok(append_all(conn, vec![event])?.unwrap_or_default())
 }
 
 /// Appends several events in order, in one pass over the chain's head: one bump of the
@@ -202,7 +164,9 @@ pub fn append_all(conn: &mut DbConn, events: Vec<NewEvent>) -> Result<Option<i64
     if count == 0 {
         return Ok(None);
     }
-    // Reserving every sequence number at once takes the head's lock first, as in `append`.
+    // Bumping the head first takes its row lock (PostgreSQL) or the write lock (SQLite)
+    // before the previous hash is read, so two appenders cannot fork the chain. One
+    // statement reserves every sequence number and returns the previous hash.
     let (last, mut prev_hash): (i64, String) = on_backend!(conn, |c| diesel::update(
         audit_head::table.filter(audit_head::id.eq(1))
     )
@@ -345,15 +309,7 @@ mod tests {
     /// Events appended together chain exactly like events appended one by one.
     #[test]
     fn append_all_extends_the_chain_in_order() {
-        use crate::config::DatabaseConfig;
-        use crate::db::Db;
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&DatabaseConfig {
-            url: format!("sqlite://{}", dir.path().join("t.db").display()),
-            ..DatabaseConfig::default()
-        })
-        .unwrap();
-        db.migrate().unwrap();
+        let (_dir, db) = crate::db::scratch_sqlite();
         let event = |n: usize| {
             NewEvent::new(
                 &Actor::system("test"),

@@ -624,8 +624,6 @@ fn decode_cursor(raw: &str) -> Result<Cursor, CaseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DatabaseConfig;
-    use crate::db::Db;
 
     /// Inserts cases titled `title N` for N in `range`, as ingestion would (the title
     /// index follows through its triggers).
@@ -666,13 +664,7 @@ mod tests {
     /// both give the same cases as the plain filter would; the index follows title changes.
     #[test]
     fn title_search_uses_the_index_for_rare_words_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&DatabaseConfig {
-            url: format!("sqlite://{}", dir.path().join("t.db").display()),
-            ..DatabaseConfig::default()
-        })
-        .unwrap();
-        db.migrate().unwrap();
+        let (_dir, db) = crate::db::scratch_sqlite();
         db.write_sync(|conn| {
             add_cases(conn, "Port scan", 0..(TITLE_INDEX_MAX + 10));
             add_cases(conn, "Kerberoasting of svc", 0..3);

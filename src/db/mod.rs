@@ -639,3 +639,17 @@ pub mod utc {
         }
     }
 }
+
+/// A migrated SQLite database in a fresh temporary folder (kept while the `TempDir` lives),
+/// for unit tests.
+#[cfg(test)]
+pub fn scratch_sqlite() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let db = Db::open(&crate::config::DatabaseConfig {
+        url: format!("sqlite://{}", dir.path().join("t.db").display()),
+        ..crate::config::DatabaseConfig::default()
+    })
+    .expect("open SQLite");
+    db.migrate().expect("migrate");
+    (dir, db)
+}

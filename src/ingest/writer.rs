@@ -235,13 +235,7 @@ mod tests {
     /// Requests that queue up while the writer is busy share one transaction.
     #[test]
     fn queued_requests_share_one_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&DatabaseConfig {
-            url: format!("sqlite://{}", dir.path().join("t.db").display()),
-            ..DatabaseConfig::default()
-        })
-        .unwrap();
-        db.migrate().unwrap();
+        let (_dir, db) = crate::db::scratch_sqlite();
         db.write_sync(|conn| {
             let t = now();
             diesel::insert_into(sources::table)
