@@ -465,6 +465,17 @@ pub fn for_run(conn: &mut DbConn, run_id: i64) -> Result<Vec<Gate>, ApprovalErro
     hydrate(conn, rows)
 }
 
+/// The newest `limit` gates raised on case `case_id`, newest first.
+pub fn for_case(conn: &mut DbConn, case_id: i64, limit: i64) -> Result<Vec<Gate>, ApprovalError> {
+    let rows = approval_gates::table
+        .filter(approval_gates::case_id.eq(case_id))
+        .order(approval_gates::id.desc())
+        .limit(limit)
+        .select(GateRow::as_select())
+        .load(conn)?;
+    hydrate(conn, rows)
+}
+
 /// Pending gates `username` (with `role`) may decide and has not yet decided, oldest first.
 pub fn inbox(
     conn: &mut DbConn,

@@ -9,9 +9,9 @@
 
 use super::query::{AlertView, Comment};
 use super::CaseError;
+use crate::approvals::{self, ApprovalError, Gate};
 use crate::db::schema::{
-    alert_observables, alerts, approval_decisions, approval_gates, audit_events,
-    playbook_definitions, playbook_runs, step_runs, users,
+    alert_observables, alerts, audit_events, playbook_definitions, playbook_runs, step_runs,
 };
 use crate::db::DbConn;
 use chrono::NaiveDateTime;
@@ -63,31 +63,6 @@ pub struct StepBrief {
     pub finished_at: Option<NaiveDateTime>,
 }
 
-/// An approval request raised by a run on the case.
-#[derive(Debug, Clone, Serialize)]
-pub struct GateBrief {
-    pub id: i64,
-    pub run_id: i64,
-    pub action: String,
-    pub status: String,
-    pub message: String,
-    #[serde(serialize_with = "crate::db::utc::serialize")]
-    pub created_at: NaiveDateTime,
-    #[serde(serialize_with = "crate::db::utc::serialize_opt")]
-    pub decided_at: Option<NaiveDateTime>,
-    pub decisions: Vec<DecisionBrief>,
-}
-
-/// One approver's decision.
-#[derive(Debug, Clone, Serialize)]
-pub struct DecisionBrief {
-    pub user: String,
-    pub decision: String,
-    pub comment: Option<String>,
-    #[serde(serialize_with = "crate::db::utc::serialize")]
-    pub at: NaiveDateTime,
-}
-
 /// One line of the case timeline.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
@@ -132,7 +107,7 @@ pub struct Verdict {
 #[derive(Debug, Clone, Serialize)]
 pub struct Activity {
     pub runs: Vec<RunBrief>,
-    pub gates: Vec<GateBrief>,
+    pub gates: Vec<Gate>,
     pub observables: Vec<ObservableVerdicts>,
     /// Newest first.
     pub timeline: Vec<Entry>,
@@ -368,68 +343,14 @@ fn runs(conn: &mut DbConn, id: i64) -> Result<Vec<RunBrief>, CaseError> {
         .collect())
 }
 
-type GateTuple = (
-    i64,
-    i64,
-    String,
-    String,
-    String,
-    NaiveDateTime,
-    Option<NaiveDateTime>,
-);
-
-fn gates(conn: &mut DbConn, id: i64) -> Result<Vec<GateBrief>, CaseError> {
-    let rows: Vec<GateTuple> = approval_gates::table
-        .filter(approval_gates::case_id.eq(id))
-        .order(approval_gates::id.desc())
-        .limit(RECENT)
-        .select((
-            approval_gates::id,
-            approval_gates::run_id,
-            approval_gates::action,
-            approval_gates::status,
-            approval_gates::message,
-            approval_gates::created_at,
-            approval_gates::decided_at,
-        ))
-        .load(conn)?;
-    let ids: Vec<i64> = rows.iter().map(|g| g.0).collect();
-    let mut decisions: HashMap<i64, Vec<DecisionBrief>> = HashMap::new();
-    if !ids.is_empty() {
-        for (gate, user, decision, comment, at) in approval_decisions::table
-            .inner_join(users::table)
-            .filter(approval_decisions::gate_id.eq_any(&ids))
-            .order(approval_decisions::id)
-            .select((
-                approval_decisions::gate_id,
-                users::username,
-                approval_decisions::decision,
-                approval_decisions::comment,
-                approval_decisions::created_at,
-            ))
-            .load::<(i64, String, String, Option<String>, NaiveDateTime)>(conn)?
-        {
-            decisions.entry(gate).or_default().push(DecisionBrief {
-                user,
-                decision,
-                comment,
-                at,
-            });
-        }
-    }
-    Ok(rows
-        .into_iter()
-        .map(|g| GateBrief {
-            decisions: decisions.remove(&g.0).unwrap_or_default(),
-            id: g.0,
-            run_id: g.1,
-            action: g.2,
-            status: g.3,
-            message: g.4,
-            created_at: g.5,
-            decided_at: g.6,
-        })
-        .collect())
+/// The approval requests raised by runs on case `id`, newest first, with their decisions.
+fn gates(conn: &mut DbConn, id: i64) -> Result<Vec<Gate>, CaseError> {
+    approvals::for_case(conn, id, RECENT).map_err(|err| match err {
+        ApprovalError::Db(err) => CaseError::Db(err),
+        ApprovalError::Audit(err) => CaseError::Audit(err),
+        // Reading gates raises nothing else.
+        other => CaseError::Conflict(other.to_string()),
+    })
 }
 
 /// Analyst and system actions on the case, as the audit trail recorded them. Comments
