@@ -314,6 +314,26 @@ struct RunForm {
     inputs: String,
 }
 
+impl RunForm {
+    /// The case number (blank for none) and the inputs (blank for none), or what is wrong
+    /// with them, for the form to show.
+    fn parse(&self) -> Result<(Option<i64>, Value), String> {
+        let case_id = match self.case_id.trim() {
+            "" => None,
+            text => Some(
+                text.trim_start_matches('#')
+                    .parse::<i64>()
+                    .map_err(|_| format!("Case: {text:?} is not a case number"))?,
+            ),
+        };
+        let inputs = match self.inputs.trim() {
+            "" => Value::Null,
+            text => serde_json::from_str(text).map_err(|e| format!("Inputs: not JSON ({e})"))?,
+        };
+        Ok((case_id, inputs))
+    }
+}
+
 #[post("/playbooks/{name}/run")]
 async fn start_run(
     state: web::Data<AppState>,
@@ -330,43 +350,20 @@ async fn start_run(
         case_id: form.case_id.clone(),
         inputs: form.inputs.clone(),
     };
-    let case_id = match form.case_id.trim() {
-        "" => None,
-        text => match text.trim_start_matches('#').parse::<i64>() {
-            Ok(id) => Some(id),
-            Err(_) => {
-                let message = format!("Case: {text:?} is not a case number");
-                return render_playbook(
-                    &state,
-                    &session,
-                    &name,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    None,
-                    Some(message),
-                    Some(values),
-                )
-                .await;
-            }
-        },
-    };
-    let inputs: Value = match form.inputs.trim() {
-        "" => Value::Null,
-        text => match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => {
-                let message = format!("Inputs: not JSON ({e})");
-                return render_playbook(
-                    &state,
-                    &session,
-                    &name,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    None,
-                    Some(message),
-                    Some(values),
-                )
-                .await;
-            }
-        },
+    let (case_id, inputs) = match form.parse() {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            return render_playbook(
+                &state,
+                &session,
+                &name,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some(message),
+                Some(values),
+            )
+            .await;
+        }
     };
     let user = &session.0.user;
     let requester = format!("user:{}", user.username);
@@ -533,4 +530,32 @@ async fn integration(
             yaml => yaml,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(case_id: &str, inputs: &str) -> RunForm {
+        RunForm {
+            csrf_token: String::new(),
+            case_id: case_id.into(),
+            inputs: inputs.into(),
+        }
+    }
+
+    #[test]
+    fn run_form_reads_a_case_number_and_json_inputs_or_says_what_is_wrong() {
+        assert_eq!(form(" ", "").parse(), Ok((None, Value::Null)));
+        assert_eq!(
+            form("#12", r#"{"ip": "192.0.2.1"}"#).parse(),
+            Ok((Some(12), serde_json::json!({"ip": "192.0.2.1"})))
+        );
+        assert_eq!(
+            form("twelve", "").parse(),
+            Err("Case: \"twelve\" is not a case number".to_string())
+        );
+        let err = form("", "{oops").parse().unwrap_err();
+        assert!(err.starts_with("Inputs: not JSON ("), "{err}");
+    }
 }
