@@ -553,10 +553,7 @@ fn user(config: &Config, cmd: UserCommand) -> Result<ExitCode> {
             let username = users::normalize_username(&username)?;
             let email = users::normalize_email(email.as_deref())?;
             let pw = read_password(password_stdin)?;
-            password::check_policy(&pw).map_err(|reason| AuthError::InvalidInput {
-                field: "password",
-                reason,
-            })?;
+            users::check_password("password", &pw)?;
             let password_hash = password::hash(&pw).map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
             let user = db.write_sync(|conn| {
                 users::create(

@@ -65,6 +65,12 @@ impl From<UserRow> for User {
     }
 }
 
+/// `password` meets the password policy, or the error naming the form or API `field`.
+pub fn check_password(field: &'static str, password: &str) -> Result<(), AuthError> {
+    super::password::check_policy(password)
+        .map_err(|reason| AuthError::InvalidInput { field, reason })
+}
+
 /// Normalizes and checks a username: 1–64 of `a-z 0-9 . _ - @`, compared lower-case.
 pub fn normalize_username(raw: &str) -> Result<String, AuthError> {
     let name = raw.trim().to_lowercase();

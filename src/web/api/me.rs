@@ -63,10 +63,7 @@ async fn change_password(
         current_password,
         new_password,
     } = body.into_inner();
-    password::check_policy(&new_password).map_err(|reason| AuthError::InvalidInput {
-        field: "new_password",
-        reason,
-    })?;
+    users::check_password("new_password", &new_password)?;
     let username = p.user.username.clone();
     let row = state
         .db

@@ -46,10 +46,7 @@ async fn create(
     let body = body.into_inner();
     let username = users::normalize_username(&body.username)?;
     let email = users::normalize_email(body.email.as_deref())?;
-    password::check_policy(&body.password).map_err(|reason| AuthError::InvalidInput {
-        field: "password",
-        reason,
-    })?;
+    users::check_password("password", &body.password)?;
     let password_hash = hash_off_thread(body.password).await?;
     let actor = p.actor();
     let user = state
@@ -129,10 +126,7 @@ async fn update(
     };
     let password_hash = match body.password {
         Some(pw) => {
-            password::check_policy(&pw).map_err(|reason| AuthError::InvalidInput {
-                field: "password",
-                reason,
-            })?;
+            users::check_password("password", &pw)?;
             Some(hash_off_thread(pw).await?)
         }
         None => None,

@@ -5,7 +5,7 @@
 use crate::audit::Actor;
 use crate::auth::roles::ALL_ROLES;
 use crate::auth::users::{self, NewUser};
-use crate::auth::{password, AuthError, Permission, Role};
+use crate::auth::{AuthError, Permission, Role};
 use crate::ingest::sources::{self, SourceSecrets};
 use crate::ingest::vendors::{SourceConfig, SourceKind, ALL_KINDS};
 use crate::ingest::IngestError;
@@ -160,10 +160,7 @@ async fn create_user(
         let username = users::normalize_username(&f.username)?;
         let email = users::normalize_email(Some(&f.email))?;
         let role = parse_role(&f.role)?;
-        password::check_policy(&f.password).map_err(|reason| AuthError::InvalidInput {
-            field: "password",
-            reason,
-        })?;
+        users::check_password("password", &f.password)?;
         Ok::<_, AuthError>((username, email, role))
     })();
     let (username, email, role) = match checked {
@@ -286,11 +283,7 @@ async fn reset_password(
     let f = form.into_inner();
     let actor = guard(&state, &session, &f.csrf_token, Permission::ManageUsers)?;
     let name = path.into_inner();
-    if let Err(reason) = password::check_policy(&f.password) {
-        let err = AuthError::InvalidInput {
-            field: "password",
-            reason,
-        };
+    if let Err(err) = users::check_password("password", &f.password) {
         return Ok(refused(&state, &session, err).await);
     }
     let hash = match hash_off_thread(f.password).await {

@@ -116,10 +116,7 @@ async fn submit(
     let checked = (|| {
         let username = users::normalize_username(&f.username)?;
         let email = users::normalize_email(Some(&f.email))?;
-        password::check_policy(&f.password).map_err(|reason| AuthError::InvalidInput {
-            field: "password",
-            reason,
-        })?;
+        users::check_password("password", &f.password)?;
         if f.password != f.password_confirm {
             return Err(AuthError::InvalidInput {
                 field: "password_confirm",
