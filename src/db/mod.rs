@@ -4,6 +4,8 @@
 //! pool so HTTP workers never wait on the database.
 
 pub mod batch;
+pub mod checkpoint;
+pub mod dedicated;
 pub mod notify;
 pub mod schema;
 
@@ -182,6 +184,8 @@ pub type PooledConn = PooledConnection<Manager>;
 #[derive(Clone)]
 pub struct Db {
     pool: Pool<Manager>,
+    /// Opens connections outside the pool (the ingestion writer's, the checkpointer's).
+    manager: Manager,
     backend: Backend,
     /// SQLite allows one writer; queuing writers here avoids busy-waiting inside SQLite.
     write_lock: Arc<Mutex<()>>,
@@ -225,9 +229,10 @@ impl Db {
         let pool = Pool::builder()
             .max_size(config.pool_size)
             .connection_timeout(Duration::from_secs(10))
-            .build(manager)?;
+            .build(manager.clone())?;
         Ok(Db {
             pool,
+            manager,
             backend,
             write_lock: Arc::new(Mutex::new(())),
             down: Arc::new(AtomicBool::new(false)),

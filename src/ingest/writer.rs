@@ -8,6 +8,7 @@ use crate::audit::AuditError;
 use crate::cases::record::{self, PreparedAlert, Recorded};
 use crate::cases::CaseError;
 use crate::config::CasesConfig;
+use crate::db::dedicated::DedicatedWriter;
 use crate::db::{now, Db, DbError};
 use crate::events::Bus;
 use prometheus_client::metrics::counter::Counter;
@@ -40,8 +41,9 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer on the current tokio runtime. `capacity` requests may wait; more
-    /// are refused with `Overloaded` so memory stays bounded when the database is slow.
+    /// Starts the writer on a thread of its own, with a connection of its own (see
+    /// [`DedicatedWriter`]). `capacity` requests may wait; more are refused with
+    /// `Overloaded` so memory stays bounded when the database is slow.
     pub fn start(
         db: Db,
         config: CasesConfig,
@@ -52,14 +54,20 @@ impl Writer {
     ) -> Writer {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let stats = Arc::new(stats);
-        tokio::spawn(run(
-            rx,
-            db,
-            Arc::new(config),
-            bus,
-            max_alerts_per_commit.max(1),
-            stats.clone(),
-        ));
+        let thread_stats = stats.clone();
+        std::thread::Builder::new()
+            .name("tocsin-ingest-writer".into())
+            .spawn(move || {
+                run(
+                    rx,
+                    db,
+                    config,
+                    bus,
+                    max_alerts_per_commit.max(1),
+                    thread_stats,
+                )
+            })
+            .expect("spawning the ingestion writer thread");
         Writer { tx, stats }
     }
 
@@ -95,15 +103,19 @@ impl Writer {
     }
 }
 
-async fn run(
+/// The writer thread: takes every request queued since its last commit (up to
+/// `max_alerts`), commits them together, answers them, and wakes the event dispatcher.
+/// Ends when every [`Writer`] handle is dropped.
+fn run(
     mut rx: mpsc::Receiver<Job>,
     db: Db,
-    config: Arc<CasesConfig>,
+    config: CasesConfig,
     bus: Bus,
     max_alerts: usize,
     stats: Arc<Stats>,
 ) {
-    while let Some(first) = rx.recv().await {
+    let mut conn = DedicatedWriter::new(&db);
+    while let Some(first) = rx.blocking_recv() {
         let mut count = first.alerts.len();
         let mut jobs = vec![first];
         while count < max_alerts {
@@ -123,24 +135,22 @@ async fn run(
             }
             continue;
         }
-        let db = db.clone();
-        let config = config.clone();
-        let stats = stats.clone();
-        let events = bus.clone();
-        let done =
-            tokio::task::spawn_blocking(move || commit(&db, &config, &events, jobs, &stats)).await;
+        commit(&mut conn, &config, &bus, jobs, &stats);
         bus.wake();
-        if let Err(err) = done {
-            tracing::error!(error = %err, "ingestion commit task failed");
-        }
     }
 }
 
 /// Commits all jobs in one transaction; if that fails, each job is retried alone so one
 /// bad request cannot fail the others.
-fn commit(db: &Db, config: &CasesConfig, bus: &Bus, jobs: Vec<Job>, stats: &Stats) {
+fn commit(
+    db: &mut DedicatedWriter,
+    config: &CasesConfig,
+    bus: &Bus,
+    jobs: Vec<Job>,
+    stats: &Stats,
+) {
     let t = now();
-    let together = db.write_sync(|conn| {
+    let together = db.write(|conn| {
         let mut audit_events = Vec::new();
         let results = jobs
             .iter()
@@ -185,7 +195,7 @@ fn commit(db: &Db, config: &CasesConfig, bus: &Bus, jobs: Vec<Job>, stats: &Stat
         Err(err) => {
             tracing::warn!(error = %err, jobs = jobs.len(), "group commit failed; committing requests one by one");
             for job in jobs {
-                let result = db.write_sync(|conn| {
+                let result = db.write(|conn| {
                     record::record(
                         conn,
                         config,
@@ -235,7 +245,7 @@ mod tests {
     /// Requests that queue up while the writer is busy share one transaction.
     #[test]
     fn queued_requests_share_one_commit() {
-        let (_dir, db) = crate::db::scratch_sqlite();
+        let (dir, db) = crate::db::scratch_sqlite();
         db.write_sync(|conn| {
             let t = now();
             diesel::insert_into(sources::table)
@@ -251,7 +261,14 @@ mod tests {
                 .map_err(crate::db::DbError::Query)
         })
         .unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        // Another connection holds the write lock, so the writer stalls in its first
+        // commit while the other requests queue up behind it.
+        let path = dir.path().join("t.db");
+        let mut blocker = diesel::SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+        diesel::connection::SimpleConnection::batch_execute(&mut blocker, "BEGIN IMMEDIATE")
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
@@ -264,21 +281,25 @@ mod tests {
                 10_000,
                 Stats::default(),
             );
-            // On a current-thread runtime all 40 submissions are queued before the writer
-            // task runs, so it must take them in one transaction.
             let tasks: Vec<_> = (0..40)
                 .map(|i| {
                     let w = writer.clone();
                     tokio::spawn(async move { w.submit(1, "s", vec![alert(i)]).await })
                 })
                 .collect();
+            while writer.backlog().0 < 39 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            diesel::connection::SimpleConnection::batch_execute(&mut blocker, "ROLLBACK")
+                .unwrap();
             for t in tasks {
                 let recorded = t.await.unwrap().unwrap();
                 assert_eq!(recorded.len(), 1);
             }
             assert_eq!(writer.stats().requests.get(), 40);
             assert_eq!(writer.stats().alerts.get(), 40);
-            assert_eq!(writer.stats().commits.get(), 1);
+            // The first request alone, then the 39 that queued meanwhile together.
+            assert_eq!(writer.stats().commits.get(), 2);
         });
     }
 

@@ -1,0 +1,78 @@
+//! The ingestion writer's own connection, outside the pool.
+//!
+//! A SQLite connection drops its whole page cache when it starts a transaction and finds
+//! that another connection wrote since its last one; pool connections take turns, so a
+//! writer on pooled connections re-read its hot index pages at every group commit. One
+//! connection that only the writer uses keeps them cached. On SQLite it also leaves WAL
+//! checkpoints to a [`Checkpointer`] on another thread, so a commit no longer copies
+//! pages into the database file before the requests behind it are answered.
+
+use super::checkpoint::Checkpointer;
+use super::{Backend, Db, DbConn, DbError};
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::R2D2Connection;
+
+/// A long-lived write connection for one writer thread; reopened after a failure.
+pub struct DedicatedWriter {
+    db: Db,
+    conn: Option<DbConn>,
+    checkpointer: Option<Checkpointer>,
+}
+
+impl DedicatedWriter {
+    /// A writer for `db`; the connection opens on first use.
+    pub fn new(db: &Db) -> DedicatedWriter {
+        let checkpointer = match db.backend {
+            Backend::Sqlite => Checkpointer::start(db.manager.clone()),
+            Backend::Postgres => None,
+        };
+        DedicatedWriter {
+            db: db.clone(),
+            conn: None,
+            checkpointer,
+        }
+    }
+
+    /// Runs `f` in one write transaction, like [`Db::write_sync`], on this connection.
+    pub fn write<T, E>(&mut self, f: impl FnOnce(&mut DbConn) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<DbError> + From<diesel::result::Error>,
+    {
+        let conn = match self.conn.as_mut() {
+            Some(conn) => conn,
+            None => match self.open() {
+                Ok(conn) => self.conn.insert(conn),
+                Err(err) => {
+                    self.db.mark_down();
+                    return Err(err.into());
+                }
+            },
+        };
+        let out = self.db.transaction_on(conn, true, f);
+        self.db.observe(Some(conn), &out);
+        if out.is_err() && (conn.is_broken() || self.db.is_down()) {
+            self.conn = None;
+        }
+        if out.is_ok() {
+            if let (Some(checkpointer), Some(conn)) = (&self.checkpointer, self.conn.as_mut()) {
+                checkpointer.after_commit(conn);
+            }
+        }
+        out
+    }
+
+    fn open(&self) -> Result<DbConn, DbError> {
+        let mut conn = self.db.manager.establish()?;
+        if let DbConn::Sqlite(c) = &mut conn {
+            // Foreign keys are off on this connection only: the writer inserts alerts
+            // under cases and sources it has just read or created in the same
+            // transaction, so the checks would only repeat those lookups. Automatic
+            // checkpoints are off when the checkpointer thread does them instead.
+            let autocheckpoint = if self.checkpointer.is_some() { 0 } else { 1000 };
+            c.batch_execute(&format!(
+                "PRAGMA foreign_keys = OFF; PRAGMA wal_autocheckpoint = {autocheckpoint};"
+            ))?;
+        }
+        Ok(conn)
+    }
+}
