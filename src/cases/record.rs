@@ -6,12 +6,15 @@ use super::CaseError;
 use crate::alert::{AlertState, NewAlert, Severity};
 use crate::audit::{self, Actor, NewEvent};
 use crate::config::{CasesConfig, SlaTarget};
+use crate::db::kept::{bind, kept};
 use crate::db::schema::{alert_observables, alerts, cases};
 use crate::db::DbConn;
 use crate::events::{Bus, EventKind};
 use crate::on_backend;
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
+use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use serde_json::json;
 
@@ -93,207 +96,348 @@ pub fn record(
     batch: &[PreparedAlert],
     now: NaiveDateTime,
 ) -> Result<Vec<Recorded>, CaseError> {
-    let mut audit_events = Vec::new();
-    let out = record_deferring_audit(
-        conn,
-        config,
-        bus,
-        source_id,
-        source_name,
-        batch,
-        now,
-        &mut audit_events,
-    )?;
-    audit::append_all(conn, audit_events)?;
+    let mut recorder = Recorder::new(config, bus, now);
+    let out = recorder.record(conn, source_id, source_name, batch)?;
+    recorder.finish(conn)?;
     Ok(out)
 }
 
-/// [`record`], leaving the audit events of opened cases in `audit_events` for the caller
-/// to append in the same transaction: a group commit appends those of all its requests
-/// in one pass over the chain's head.
-#[allow(clippy::too_many_arguments)]
-pub fn record_deferring_audit(
-    conn: &mut DbConn,
-    config: &CasesConfig,
-    bus: &Bus,
-    source_id: i64,
-    source_name: &str,
-    batch: &[PreparedAlert],
+/// A case the transaction has read or written, and what its alerts do to it.
+#[derive(Debug, Clone, Copy)]
+struct CaseEntry {
+    /// Its row as read (or as created here); `None` until needed.
+    row: Option<CaseRow>,
+    /// The highest severity among this transaction's alerts for the case.
+    severity: Option<Severity>,
+    /// New alerts added beyond those counted when the row was written (repeats do not count).
+    new_alerts: i32,
+    /// Whether any alert or repeat reached the case after its row was read or created.
+    touched: bool,
+}
+
+/// The case columns a touch needs.
+#[derive(Debug, Clone, Copy, QueryableByName)]
+struct CaseRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Integer)]
+    severity: i32,
+    #[diesel(sql_type = Timestamp)]
+    created_at: NaiveDateTime,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    ack_due_at: Option<NaiveDateTime>,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    resolve_due_at: Option<NaiveDateTime>,
+}
+
+/// The newest open, unmerged case of a correlation key seen since a time. The status and
+/// merge terms are written as in the partial index `cases_open_correlation`, which
+/// holds only such cases, so both databases can use it.
+const OPEN_CASE_BY_KEY: &str = "SELECT id, severity, created_at, ack_due_at, resolve_due_at \
+     FROM cases WHERE correlation_key = ? AND status NOT IN ('resolved', 'closed') \
+     AND merged_into_id IS NULL AND last_seen_at >= ? ORDER BY id DESC LIMIT 1";
+
+const CASE_BY_ID: &str =
+    "SELECT id, severity, created_at, ack_due_at, resolve_due_at FROM cases WHERE id = ?";
+
+const REPEAT_ALERT: &str = "UPDATE alerts SET occurrences = occurrences + 1, last_seen_at = ?, \
+     state = ?, severity = ? WHERE id = ?";
+
+const TOUCH_CASE: &str = "UPDATE cases SET last_seen_at = ?, updated_at = ?, \
+     alert_count = alert_count + ? WHERE id = ?";
+
+const RAISE_CASE: &str = "UPDATE cases SET severity = ?, ack_due_at = ?, resolve_due_at = ?, \
+     last_seen_at = ?, updated_at = ?, alert_count = alert_count + ? WHERE id = ?";
+
+/// Records the alerts of one transaction, which may hold the requests of several
+/// sources (a group commit). Open cases found or opened for a correlation key are
+/// remembered, so later alerts with that key need no lookup, and each case touched is
+/// updated once, in [`Recorder::finish`], however many alerts reached it.
+pub struct Recorder<'a> {
+    config: &'a CasesConfig,
+    bus: &'a Bus,
     now: NaiveDateTime,
-    audit_events: &mut Vec<NewEvent>,
-) -> Result<Vec<Recorded>, CaseError> {
-    let dedup_since = now - Duration::minutes(i64::from(config.dedup_window_minutes));
-    let group_since = now - Duration::minutes(i64::from(config.correlation_window_minutes));
-    let mut out = Vec::with_capacity(batch.len());
-    // Case updates are gathered and written once per case at the end of the batch: many
-    // alerts of a batch land in the same few cases.
-    let mut touches: std::collections::BTreeMap<i64, Touch> = std::collections::BTreeMap::new();
-    for p in batch {
-        let severity = p.alert.severity.id();
-        let state = match p.alert.state {
-            AlertState::Active => "active",
-            AlertState::Resolved => "resolved",
-        };
-        let existing: Option<(i64, i64, i32)> = on_backend!(conn, |c| alerts::table
-            .filter(alerts::source_id.eq(source_id))
-            .filter(alerts::fingerprint.eq(&p.fingerprint))
-            .filter(alerts::last_seen_at.ge(dedup_since))
-            .order(alerts::last_seen_at.desc())
-            .select((alerts::id, alerts::case_id, alerts::severity))
-            .first(c)
-            .optional())?;
-        if let Some((alert_id, case_id, old_severity)) = existing {
-            on_backend!(conn, |c| diesel::update(alerts::table.find(alert_id))
-                .set((
-                    alerts::occurrences.eq(alerts::occurrences + 1),
-                    alerts::last_seen_at.eq(now),
-                    alerts::state.eq(state),
-                    alerts::severity.eq(severity.max(old_severity)),
-                ))
+    dedup_since: NaiveDateTime,
+    group_since: NaiveDateTime,
+    /// Correlation key → the open case alerts with that key join in this transaction.
+    open_cases: HashMap<String, i64>,
+    cases: BTreeMap<i64, CaseEntry>,
+    audit: Vec<NewEvent>,
+}
+
+impl<'a> Recorder<'a> {
+    /// A recorder for a transaction at time `now`.
+    pub fn new(config: &'a CasesConfig, bus: &'a Bus, now: NaiveDateTime) -> Recorder<'a> {
+        Recorder {
+            config,
+            bus,
+            now,
+            dedup_since: now - Duration::minutes(i64::from(config.dedup_window_minutes)),
+            group_since: now - Duration::minutes(i64::from(config.correlation_window_minutes)),
+            open_cases: HashMap::new(),
+            cases: BTreeMap::new(),
+            audit: Vec::new(),
+        }
+    }
+
+    /// Stores one request's alerts: deduplicates repeats, adds new alerts to the open
+    /// case of their correlation key or opens one.
+    pub fn record(
+        &mut self,
+        conn: &mut DbConn,
+        source_id: i64,
+        source_name: &str,
+        batch: &[PreparedAlert],
+    ) -> Result<Vec<Recorded>, CaseError> {
+        let now = self.now;
+        let mut out = Vec::with_capacity(batch.len());
+        for p in batch {
+            let severity = p.alert.severity.id();
+            let state = match p.alert.state {
+                AlertState::Active => "active",
+                AlertState::Resolved => "resolved",
+            };
+            let existing: Option<(i64, i64, i32)> = on_backend!(conn, |c| alerts::table
+                .filter(alerts::source_id.eq(source_id))
+                .filter(alerts::fingerprint.eq(&p.fingerprint))
+                .filter(alerts::last_seen_at.ge(self.dedup_since))
+                .order(alerts::last_seen_at.desc())
+                .select((alerts::id, alerts::case_id, alerts::severity))
+                .first(c)
+                .optional())?;
+            if let Some((alert_id, case_id, old_severity)) = existing {
+                on_backend!(conn, |c| kept(
+                    REPEAT_ALERT,
+                    (
+                        bind::<Timestamp, _>(now),
+                        bind::<Text, _>(state),
+                        bind::<Integer, _>(severity.max(old_severity)),
+                        bind::<BigInt, _>(alert_id),
+                    ),
+                )
                 .execute(c))?;
-            touches
-                .entry(case_id)
-                .or_default()
-                .add(p.alert.severity, false);
+                self.touch(case_id, p.alert.severity, false);
+                out.push(Recorded {
+                    alert_id,
+                    case_id,
+                    deduplicated: true,
+                    case_created: false,
+                });
+                continue;
+            }
+
+            let (case_id, case_created) = match self.open_case(conn, &p.correlation_key)? {
+                Some(id) => {
+                    self.touch(id, p.alert.severity, true);
+                    (id, false)
+                }
+                None => {
+                    let id = self.open_case_for(conn, source_id, source_name, p)?;
+                    (id, true)
+                }
+            };
+
+            let alert_id: i64 = on_backend!(conn, |c| diesel::insert_into(alerts::table)
+                .values((
+                    alerts::case_id.eq(case_id),
+                    alerts::source_id.eq(source_id),
+                    alerts::fingerprint.eq(&p.fingerprint),
+                    alerts::class.eq(p.alert.class.as_str()),
+                    alerts::severity.eq(severity),
+                    alerts::state.eq(state),
+                    alerts::title.eq(&p.alert.title),
+                    alerts::description.eq(&p.alert.description),
+                    alerts::vendor.eq(&p.alert.vendor),
+                    alerts::product.eq(&p.alert.product),
+                    alerts::rule_id.eq(&p.alert.rule_id),
+                    alerts::rule_name.eq(&p.alert.rule_name),
+                    alerts::external_id.eq(&p.alert.external_id),
+                    alerts::event_time.eq(p.alert.event_time.map(|t| t.naive_utc())),
+                    alerts::received_at.eq(now),
+                    alerts::last_seen_at.eq(now),
+                    alerts::occurrences.eq(1),
+                    alerts::tags.eq(&p.tags_json),
+                    alerts::raw.eq(&p.raw),
+                ))
+                .returning(alerts::id)
+                .get_result(c))?;
+            // One statement per observable: each is prepared once and reused, which measured
+            // faster than a multi-row insert whose SQL differs with the row count.
+            for o in &p.alert.observables {
+                on_backend!(conn, |c| diesel::insert_into(alert_observables::table)
+                    .values((
+                        alert_observables::alert_id.eq(alert_id),
+                        alert_observables::kind.eq(o.kind.as_str()),
+                        alert_observables::value.eq(o.value.as_str()),
+                        alert_observables::role.eq(o.role.map_or("related", |r| r.as_str())),
+                    ))
+                    .execute(c))?;
+            }
+            // Checked first so the details are not built for an event nobody listens to.
+            if self.bus.wants(EventKind::AlertIngested) {
+                self.bus.emit(
+                    conn,
+                    EventKind::AlertIngested,
+                    Some(case_id),
+                    Some(alert_id),
+                    &json!({ "source": source_name, "case_created": case_created }),
+                )?;
+            }
             out.push(Recorded {
                 alert_id,
                 case_id,
-                deduplicated: true,
-                case_created: false,
+                deduplicated: false,
+                case_created,
             });
-            continue;
         }
+        Ok(out)
+    }
 
-        let open_case: Option<i64> = on_backend!(conn, |c| cases::table
-            .filter(cases::correlation_key.eq(&p.correlation_key))
-            .filter(cases::status.ne("resolved"))
-            .filter(cases::status.ne("closed"))
-            .filter(cases::merged_into_id.is_null())
-            .filter(cases::last_seen_at.ge(group_since))
-            .order(cases::last_seen_at.desc())
-            .select(cases::id)
-            .first(c)
-            .optional())?;
-        let (case_id, case_created) = match open_case {
-            Some(id) => {
-                touches.entry(id).or_default().add(p.alert.severity, true);
-                (id, false)
+    /// Writes the touched cases and the audit events of opened cases; the transaction
+    /// is complete after this.
+    pub fn finish(self, conn: &mut DbConn) -> Result<(), CaseError> {
+        let now = self.now;
+        for (case_id, entry) in &self.cases {
+            if !entry.touched {
+                continue;
             }
-            None => {
-                let id = open_case_for(conn, config, source_id, p, now)?;
-                audit_events.push(case_created_event(id, source_name, p));
-                bus.emit(
-                    conn,
-                    EventKind::CaseCreated,
-                    Some(id),
-                    None,
-                    &json!({ "source": source_name }),
-                )?;
-                (id, true)
-            }
-        };
-
-        let alert_id: i64 = on_backend!(conn, |c| diesel::insert_into(alerts::table)
-            .values((
-                alerts::case_id.eq(case_id),
-                alerts::source_id.eq(source_id),
-                alerts::fingerprint.eq(&p.fingerprint),
-                alerts::class.eq(p.alert.class.as_str()),
-                alerts::severity.eq(severity),
-                alerts::state.eq(state),
-                alerts::title.eq(&p.alert.title),
-                alerts::description.eq(&p.alert.description),
-                alerts::vendor.eq(&p.alert.vendor),
-                alerts::product.eq(&p.alert.product),
-                alerts::rule_id.eq(&p.alert.rule_id),
-                alerts::rule_name.eq(&p.alert.rule_name),
-                alerts::external_id.eq(&p.alert.external_id),
-                alerts::event_time.eq(p.alert.event_time.map(|t| t.naive_utc())),
-                alerts::received_at.eq(now),
-                alerts::last_seen_at.eq(now),
-                alerts::occurrences.eq(1),
-                alerts::tags.eq(&p.tags_json),
-                alerts::raw.eq(&p.raw),
-            ))
-            .returning(alerts::id)
-            .get_result(c))?;
-        // One statement per observable: each is prepared once and reused, which measured
-        // faster than a multi-row insert whose SQL differs with the row count.
-        for o in &p.alert.observables {
-            on_backend!(conn, |c| diesel::insert_into(alert_observables::table)
-                .values((
-                    alert_observables::alert_id.eq(alert_id),
-                    alert_observables::kind.eq(o.kind.as_str()),
-                    alert_observables::value.eq(o.value.as_str()),
-                    alert_observables::role.eq(o.role.map_or("related", |r| r.as_str())),
-                ))
+            let row = match entry.row {
+                Some(row) => row,
+                None => on_backend!(conn, |c| kept(CASE_BY_ID, (bind::<BigInt, _>(*case_id),))
+                    .get_result::<CaseRow>(c))?,
+            };
+            let severity = entry.severity.unwrap_or(Severity::Unknown);
+            if severity.id() > row.severity {
+                let (new_ack, new_resolve) = due_times(self.config, severity, row.created_at);
+                let earlier = |a: Option<NaiveDateTime>, b: Option<NaiveDateTime>| match (a, b) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                on_backend!(conn, |c| kept(
+                    RAISE_CASE,
+                    (
+                        bind::<Integer, _>(severity.id()),
+                        bind::<Nullable<Timestamp>, _>(earlier(row.ack_due_at, new_ack)),
+                        bind::<Nullable<Timestamp>, _>(earlier(row.resolve_due_at, new_resolve)),
+                        bind::<Timestamp, _>(now),
+                        bind::<Timestamp, _>(now),
+                        bind::<Integer, _>(entry.new_alerts),
+                        bind::<BigInt, _>(*case_id),
+                    ),
+                )
                 .execute(c))?;
+            } else {
+                on_backend!(conn, |c| kept(
+                    TOUCH_CASE,
+                    (
+                        bind::<Timestamp, _>(now),
+                        bind::<Timestamp, _>(now),
+                        bind::<Integer, _>(entry.new_alerts),
+                        bind::<BigInt, _>(*case_id),
+                    ),
+                )
+                .execute(c))?;
+            }
         }
-        // Checked first so the details are not built for an event nobody listens to.
-        if bus.wants(EventKind::AlertIngested) {
-            bus.emit(
-                conn,
-                EventKind::AlertIngested,
-                Some(case_id),
-                Some(alert_id),
-                &json!({ "source": source_name, "case_created": case_created }),
-            )?;
-        }
-        out.push(Recorded {
-            alert_id,
-            case_id,
-            deduplicated: false,
-            case_created,
+        audit::append_all(conn, self.audit)?;
+        Ok(())
+    }
+
+    /// Notes an alert (new, or a repeat) reaching a case.
+    fn touch(&mut self, case_id: i64, severity: Severity, new_alert: bool) {
+        let entry = self.cases.entry(case_id).or_insert(CaseEntry {
+            row: None,
+            severity: None,
+            new_alerts: 0,
+            touched: false,
         });
+        entry.severity = Some(entry.severity.map_or(severity, |s| s.max(severity)));
+        entry.new_alerts += i32::from(new_alert);
+        entry.touched = true;
     }
-    for (case_id, touch) in touches {
-        touch_case(conn, config, case_id, touch, now)?;
+
+    /// The open case alerts with `key` join, if there is one.
+    fn open_case(&mut self, conn: &mut DbConn, key: &str) -> Result<Option<i64>, CaseError> {
+        if let Some(id) = self.open_cases.get(key) {
+            return Ok(Some(*id));
+        }
+        let row: Option<CaseRow> = on_backend!(conn, |c| kept(
+            OPEN_CASE_BY_KEY,
+            (
+                bind::<Text, _>(key),
+                bind::<Timestamp, _>(self.group_since)
+            ),
+        )
+        .get_result::<CaseRow>(c)
+        .optional())?;
+        Ok(row.map(|row| {
+            self.open_cases.insert(key.to_string(), row.id);
+            self.cases
+                .entry(row.id)
+                .and_modify(|e| e.row = Some(row))
+                .or_insert(CaseEntry {
+                    row: Some(row),
+                    severity: None,
+                    new_alerts: 0,
+                    touched: false,
+                });
+            row.id
+        }))
     }
-    Ok(out)
-}
 
-/// What a batch did to one case.
-#[derive(Debug, Default, Clone, Copy)]
-struct Touch {
-    /// The highest severity among the batch's alerts for the case.
-    severity: Option<Severity>,
-    /// New alerts added (repeats do not count).
-    new_alerts: i32,
-}
-
-impl Touch {
-    fn add(&mut self, severity: Severity, new_alert: bool) {
-        self.severity = Some(self.severity.map_or(severity, |s| s.max(severity)));
-        self.new_alerts += i32::from(new_alert);
+    /// Opens a case for an alert (it counts as the case's first alert).
+    fn open_case_for(
+        &mut self,
+        conn: &mut DbConn,
+        source_id: i64,
+        source_name: &str,
+        p: &PreparedAlert,
+    ) -> Result<i64, CaseError> {
+        let now = self.now;
+        let (ack_due, resolve_due) = due_times(self.config, p.alert.severity, now);
+        let id = on_backend!(conn, |c| diesel::insert_into(cases::table)
+            .values((
+                cases::title.eq(&p.alert.title),
+                cases::status.eq("new"),
+                cases::severity.eq(p.alert.severity.id()),
+                cases::correlation_key.eq(&p.correlation_key),
+                cases::source_id.eq(source_id),
+                cases::alert_count.eq(1),
+                cases::first_seen_at.eq(now),
+                cases::last_seen_at.eq(now),
+                cases::created_at.eq(now),
+                cases::updated_at.eq(now),
+                cases::ack_due_at.eq(ack_due),
+                cases::resolve_due_at.eq(resolve_due),
+            ))
+            .returning(cases::id)
+            .get_result::<i64>(c))?;
+        self.open_cases.insert(p.correlation_key.clone(), id);
+        self.cases.insert(
+            id,
+            CaseEntry {
+                row: Some(CaseRow {
+                    id,
+                    severity: p.alert.severity.id(),
+                    created_at: now,
+                    ack_due_at: ack_due,
+                    resolve_due_at: resolve_due,
+                }),
+                severity: None,
+                new_alerts: 0,
+                touched: false,
+            },
+        );
+        self.audit.push(case_created_event(id, source_name, p));
+        self.bus.emit(
+            conn,
+            EventKind::CaseCreated,
+            Some(id),
+            None,
+            &json!({ "source": source_name }),
+        )?;
+        Ok(id)
     }
-}
-
-fn open_case_for(
-    conn: &mut DbConn,
-    config: &CasesConfig,
-    source_id: i64,
-    p: &PreparedAlert,
-    now: NaiveDateTime,
-) -> Result<i64, CaseError> {
-    let (ack_due, resolve_due) = due_times(config, p.alert.severity, now);
-    let case_id = on_backend!(conn, |c| diesel::insert_into(cases::table)
-        .values((
-            cases::title.eq(&p.alert.title),
-            cases::status.eq("new"),
-            cases::severity.eq(p.alert.severity.id()),
-            cases::correlation_key.eq(&p.correlation_key),
-            cases::source_id.eq(source_id),
-            cases::alert_count.eq(1),
-            cases::first_seen_at.eq(now),
-            cases::last_seen_at.eq(now),
-            cases::created_at.eq(now),
-            cases::updated_at.eq(now),
-            cases::ack_due_at.eq(ack_due),
-            cases::resolve_due_at.eq(resolve_due),
-        ))
-        .returning(cases::id)
-        .get_result::<i64>(c))?;
-    Ok(case_id)
 }
 
 /// The audit event of a case opened by an alert.
@@ -309,57 +453,4 @@ fn case_created_event(case_id: i64, source_name: &str, p: &PreparedAlert) -> New
             "rule_id": p.alert.rule_id,
         }),
     )
-}
-
-/// Alerts new or repeated on a case: bump last-seen, raise severity (tightening SLA due
-/// times to the new severity's targets), and count the new alerts.
-fn touch_case(
-    conn: &mut DbConn,
-    config: &CasesConfig,
-    case_id: i64,
-    touch: Touch,
-    now: NaiveDateTime,
-) -> Result<(), CaseError> {
-    let severity = touch.severity.unwrap_or(Severity::Unknown);
-    let (current, created_at, ack_due, resolve_due): (
-        i32,
-        NaiveDateTime,
-        Option<NaiveDateTime>,
-        Option<NaiveDateTime>,
-    ) = on_backend!(conn, |c| cases::table
-        .find(case_id)
-        .select((
-            cases::severity,
-            cases::created_at,
-            cases::ack_due_at,
-            cases::resolve_due_at,
-        ))
-        .first(c))?;
-    let increment = touch.new_alerts;
-    if severity.id() > current {
-        let (new_ack, new_resolve) = due_times(config, severity, created_at);
-        let earlier = |a: Option<NaiveDateTime>, b: Option<NaiveDateTime>| match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        on_backend!(conn, |c| diesel::update(cases::table.find(case_id))
-            .set((
-                cases::severity.eq(severity.id()),
-                cases::ack_due_at.eq(earlier(ack_due, new_ack)),
-                cases::resolve_due_at.eq(earlier(resolve_due, new_resolve)),
-                cases::last_seen_at.eq(now),
-                cases::updated_at.eq(now),
-                cases::alert_count.eq(cases::alert_count + increment),
-            ))
-            .execute(c))?;
-    } else {
-        on_backend!(conn, |c| diesel::update(cases::table.find(case_id))
-            .set((
-                cases::last_seen_at.eq(now),
-                cases::updated_at.eq(now),
-                cases::alert_count.eq(cases::alert_count + increment),
-            ))
-            .execute(c))?;
-    }
-    Ok(())
 }

@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod dedicated;
+pub mod kept;
 pub mod notify;
 pub mod schema;
 

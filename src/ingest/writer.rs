@@ -151,23 +151,12 @@ fn commit(
 ) {
     let t = now();
     let together = db.write(|conn| {
-        let mut audit_events = Vec::new();
+        let mut recorder = record::Recorder::new(config, bus, t);
         let results = jobs
             .iter()
-            .map(|job| {
-                record::record_deferring_audit(
-                    conn,
-                    config,
-                    bus,
-                    job.source_id,
-                    &job.source_name,
-                    &job.alerts,
-                    t,
-                    &mut audit_events,
-                )
-            })
+            .map(|job| recorder.record(conn, job.source_id, &job.source_name, &job.alerts))
             .collect::<Result<Vec<_>, _>>()?;
-        crate::audit::append_all(conn, audit_events)?;
+        recorder.finish(conn)?;
         Ok::<_, CaseError>(results)
     });
     match together {
