@@ -19,8 +19,10 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Log size (pages) at which the writer rewinds the log.
-pub const RESTART_AFTER_FRAMES: i64 = 4_000;
+/// Log size (pages, 64 MiB) at which the writer rewinds the log. The rewind copies what
+/// the background has not yet copied, about one group commit; rewinding rarely keeps that
+/// share of the writer's time small, at the cost of a larger log file.
+pub const RESTART_AFTER_FRAMES: i64 = 16_384;
 /// Least time between two background checkpoints: each ends with an fsync of the
 /// database file, which should not follow every small commit.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
@@ -33,11 +35,16 @@ pub struct Checkpointer {
     wake: SyncSender<()>,
     /// Pages in the log at the last background checkpoint.
     log_frames: Arc<AtomicI64>,
+    /// Background checkpoints that copied pages.
+    copies: Arc<AtomicI64>,
+    restart_after_frames: i64,
     busy_timeout_ms: u32,
 }
 
 #[derive(QueryableByName)]
 struct CheckpointRow {
+    #[diesel(sql_type = BigInt)]
+    busy: i64,
     #[diesel(sql_type = BigInt)]
     log: i64,
     #[diesel(sql_type = BigInt)]
@@ -47,7 +54,7 @@ struct CheckpointRow {
 impl Checkpointer {
     /// Starts the thread on a connection of its own; `None` (and SQLite's automatic
     /// checkpoints stay on) if that connection cannot be opened.
-    pub fn start(manager: Manager) -> Option<Checkpointer> {
+    pub fn start(manager: Manager, restart_after_frames: i64) -> Option<Checkpointer> {
         let busy_timeout_ms = manager.busy_timeout_ms;
         let conn = match manager.establish() {
             Ok(DbConn::Sqlite(c)) => c,
@@ -59,21 +66,29 @@ impl Checkpointer {
         };
         let (wake, rx) = sync_channel(1);
         let log_frames = Arc::new(AtomicI64::new(0));
-        let frames = log_frames.clone();
+        let copies = Arc::new(AtomicI64::new(0));
+        let (frames, copied) = (log_frames.clone(), copies.clone());
         std::thread::Builder::new()
             .name("tocsin-checkpoint".into())
-            .spawn(move || run(conn, rx, frames))
+            .spawn(move || run(conn, rx, frames, copied))
             .ok()?;
         Some(Checkpointer {
             wake,
             log_frames,
+            copies,
+            restart_after_frames,
             busy_timeout_ms,
         })
     }
 
+    /// Background checkpoints so far that copied pages into the database file.
+    pub fn copies(&self) -> i64 {
+        self.copies.load(Ordering::Acquire)
+    }
+
     /// Called by the writer after each commit, on its own connection.
     pub fn after_commit(&self, writer: &mut DbConn) {
-        if self.log_frames.load(Ordering::Acquire) >= RESTART_AFTER_FRAMES {
+        if self.log_frames.load(Ordering::Acquire) >= self.restart_after_frames {
             if let DbConn::Sqlite(c) = writer {
                 let sql = format!(
                     "PRAGMA busy_timeout = {RESTART_BUSY_MS}; PRAGMA wal_checkpoint(RESTART); \
@@ -91,14 +106,22 @@ impl Checkpointer {
     }
 }
 
-fn run(mut conn: SqliteConnection, rx: Receiver<()>, log_frames: Arc<AtomicI64>) {
+fn run(
+    mut conn: SqliteConnection,
+    rx: Receiver<()>,
+    log_frames: Arc<AtomicI64>,
+    copies: Arc<AtomicI64>,
+) {
     while rx.recv().is_ok() {
         let started = Instant::now();
         match diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result::<CheckpointRow>(&mut conn)
         {
             Ok(row) => {
                 log_frames.store(row.log, Ordering::Release);
-                tracing::trace!(log = row.log, checkpointed = row.checkpointed, "checkpoint");
+                if row.checkpointed > 0 {
+                    copies.fetch_add(1, Ordering::AcqRel);
+                }
+                tracing::trace!(log = row.log, checkpointed = row.checkpointed, busy = row.busy, "checkpoint");
             }
             Err(err) => tracing::warn!(error = %err, "background checkpoint failed"),
         }
@@ -119,7 +142,8 @@ mod tests {
     #[test]
     fn the_log_is_checkpointed_and_rewound_beside_the_writer() {
         let (dir, db) = crate::db::scratch_sqlite();
-        let mut writer = DedicatedWriter::new(&db);
+        let restart_after = 2_000;
+        let mut writer = DedicatedWriter::with_restart_after(&db, restart_after);
         let wal = dir.path().join("t.db-wal");
         let blob = "x".repeat(3_000);
         let mut most = 0u64;
@@ -140,8 +164,10 @@ mod tests {
         }
         // 200 × 25 rows of 3 KB are about 15,000 pages: without rewinding, the log would
         // hold all of them (60 MB).
-        let limit = (RESTART_AFTER_FRAMES as u64 + 2_000) * 4_120;
+        let limit = (restart_after as u64 + 2_000) * 4_120;
         assert!(most < limit, "the log grew to {most} bytes");
+        let copies = writer.checkpointer().expect("a checkpoint thread").copies();
+        assert!(copies > 0, "the checkpoint thread copied nothing");
         let rows: i64 = db
             .read_sync(|conn| {
                 crate::on_backend!(conn, |c| crate::db::schema::engine_events::table

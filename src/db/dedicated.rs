@@ -7,7 +7,7 @@
 //! checkpoints to a [`Checkpointer`] on another thread, so a commit no longer copies
 //! pages into the database file before the requests behind it are answered.
 
-use super::checkpoint::Checkpointer;
+use super::checkpoint::{Checkpointer, RESTART_AFTER_FRAMES};
 use super::{Backend, Db, DbConn, DbError};
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::R2D2Connection;
@@ -22,8 +22,13 @@ pub struct DedicatedWriter {
 impl DedicatedWriter {
     /// A writer for `db`; the connection opens on first use.
     pub fn new(db: &Db) -> DedicatedWriter {
+        DedicatedWriter::with_restart_after(db, RESTART_AFTER_FRAMES)
+    }
+
+    /// A writer whose log is rewound at `frames` pages instead of the default.
+    pub fn with_restart_after(db: &Db, frames: i64) -> DedicatedWriter {
         let checkpointer = match db.backend {
-            Backend::Sqlite => Checkpointer::start(db.manager.clone()),
+            Backend::Sqlite => Checkpointer::start(db.manager.clone(), frames),
             Backend::Postgres => None,
         };
         DedicatedWriter {
@@ -59,6 +64,11 @@ impl DedicatedWriter {
             }
         }
         out
+    }
+
+    /// The checkpoint thread beside this writer (SQLite).
+    pub fn checkpointer(&self) -> Option<&Checkpointer> {
+        self.checkpointer.as_ref()
     }
 
     fn open(&self) -> Result<DbConn, DbError> {
