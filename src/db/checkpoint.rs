@@ -114,14 +114,20 @@ fn run(
 ) {
     while rx.recv().is_ok() {
         let started = Instant::now();
-        match diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result::<CheckpointRow>(&mut conn)
+        match diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
+            .get_result::<CheckpointRow>(&mut conn)
         {
             Ok(row) => {
                 log_frames.store(row.log, Ordering::Release);
                 if row.checkpointed > 0 {
                     copies.fetch_add(1, Ordering::AcqRel);
                 }
-                tracing::trace!(log = row.log, checkpointed = row.checkpointed, busy = row.busy, "checkpoint");
+                tracing::trace!(
+                    log = row.log,
+                    checkpointed = row.checkpointed,
+                    busy = row.busy,
+                    "checkpoint"
+                );
             }
             Err(err) => tracing::warn!(error = %err, "background checkpoint failed"),
         }

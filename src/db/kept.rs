@@ -132,7 +132,8 @@ mod tests {
     #[test]
     fn binds_fill_the_question_marks_in_order_and_counts_must_match() {
         let mut c = SqliteConnection::establish(":memory:").unwrap();
-        c.batch_execute("CREATE TABLE t (n INTEGER, s TEXT)").unwrap();
+        c.batch_execute("CREATE TABLE t (n INTEGER, s TEXT)")
+            .unwrap();
         for i in 0..3_i64 {
             kept(
                 "INSERT INTO t (n, s) VALUES (?, ?)",
@@ -157,12 +158,21 @@ mod tests {
         assert_eq!(
             rows,
             vec![
-                Row { n: 0, s: "v0".into() },
-                Row { n: 1, s: "late".into() }
+                Row {
+                    n: 0,
+                    s: "v0".into()
+                },
+                Row {
+                    n: 1,
+                    s: "late".into()
+                }
             ]
         );
-        let too_few = kept("SELECT n, s FROM t WHERE n = ? AND s = ?", (bind::<BigInt, _>(1_i64),))
-            .load::<Row>(&mut c);
+        let too_few = kept(
+            "SELECT n, s FROM t WHERE n = ? AND s = ?",
+            (bind::<BigInt, _>(1_i64),),
+        )
+        .load::<Row>(&mut c);
         assert!(too_few.is_err());
         let too_many = kept(
             "SELECT n, s FROM t WHERE n = ?",

@@ -282,8 +282,7 @@ mod tests {
             while writer.backlog().0 < 39 {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
-            diesel::connection::SimpleConnection::batch_execute(&mut blocker, "ROLLBACK")
-                .unwrap();
+            diesel::connection::SimpleConnection::batch_execute(&mut blocker, "ROLLBACK").unwrap();
             for t in tasks {
                 let recorded = t.await.unwrap().unwrap();
                 assert_eq!(recorded.len(), 1);
