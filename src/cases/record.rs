@@ -103,16 +103,15 @@ pub fn record(
 }
 
 /// A case the transaction has read or written, and what its alerts do to it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct CaseEntry {
     /// Its row as read (or as created here); `None` until needed.
     row: Option<CaseRow>,
-    /// The highest severity among this transaction's alerts for the case.
+    /// The highest severity among the alerts and repeats that reached the case after its
+    /// row was read or created; `None` while none did (nothing to write).
     severity: Option<Severity>,
     /// New alerts added beyond those counted when the row was written (repeats do not count).
     new_alerts: i32,
-    /// Whether any alert or repeat reached the case after its row was read or created.
-    touched: bool,
 }
 
 /// The case columns a touch needs.
@@ -287,15 +286,14 @@ impl<'a> Recorder<'a> {
     pub fn finish(self, conn: &mut DbConn) -> Result<(), CaseError> {
         let now = self.now;
         for (case_id, entry) in &self.cases {
-            if !entry.touched {
+            let Some(severity) = entry.severity else {
                 continue;
-            }
+            };
             let row = match entry.row {
                 Some(row) => row,
                 None => on_backend!(conn, |c| kept(CASE_BY_ID, (bind::<BigInt, _>(*case_id),))
                     .get_result::<CaseRow>(c))?,
             };
-            let severity = entry.severity.unwrap_or(Severity::Unknown);
             if severity.id() > row.severity {
                 let (new_ack, new_resolve) = due_times(self.config, severity, row.created_at);
                 let earlier = |a: Option<NaiveDateTime>, b: Option<NaiveDateTime>| match (a, b) {
@@ -334,15 +332,9 @@ impl<'a> Recorder<'a> {
 
     /// Notes an alert (new, or a repeat) reaching a case.
     fn touch(&mut self, case_id: i64, severity: Severity, new_alert: bool) {
-        let entry = self.cases.entry(case_id).or_insert(CaseEntry {
-            row: None,
-            severity: None,
-            new_alerts: 0,
-            touched: false,
-        });
+        let entry = self.cases.entry(case_id).or_default();
         entry.severity = Some(entry.severity.map_or(severity, |s| s.max(severity)));
         entry.new_alerts += i32::from(new_alert);
-        entry.touched = true;
     }
 
     /// The open case alerts with `key` join, if there is one.
@@ -358,15 +350,7 @@ impl<'a> Recorder<'a> {
         .optional())?;
         Ok(row.map(|row| {
             self.open_cases.insert(key.to_string(), row.id);
-            self.cases
-                .entry(row.id)
-                .and_modify(|e| e.row = Some(row))
-                .or_insert(CaseEntry {
-                    row: Some(row),
-                    severity: None,
-                    new_alerts: 0,
-                    touched: false,
-                });
+            self.cases.entry(row.id).or_default().row = Some(row);
             row.id
         }))
     }
@@ -409,9 +393,7 @@ impl<'a> Recorder<'a> {
                     ack_due_at: ack_due,
                     resolve_due_at: resolve_due,
                 }),
-                severity: None,
-                new_alerts: 0,
-                touched: false,
+                ..CaseEntry::default()
             },
         );
         self.audit.push(case_created_event(id, source_name, p));

@@ -1,4 +1,4 @@
-//! Group commit: requests hand their prepared alerts to one writer task, which commits
+//! Group commit: requests hand their prepared alerts to one writer thread, which commits
 //! everything that queued up meanwhile in a single transaction and then answers each
 //! request. Durability costs one fsync per batch, not one per alert, and no request is
 //! answered before its alerts are committed.
