@@ -8,6 +8,7 @@ use crate::audit::{self, Actor, NewEvent};
 use crate::config::{CasesConfig, SlaTarget};
 use crate::db::kept::{bind, kept};
 use crate::db::schema::{alert_observables, alerts, cases};
+use crate::db::stamp::Stamp;
 use crate::db::DbConn;
 use crate::events::{Bus, EventKind};
 use crate::on_backend;
@@ -139,6 +140,26 @@ const OPEN_CASE_BY_KEY: &str = "SELECT id, severity, created_at, ack_due_at, res
 const CASE_BY_ID: &str =
     "SELECT id, severity, created_at, ack_due_at, resolve_due_at FROM cases WHERE id = ?";
 
+/// The alert an alert repeats: the newest with its source and fingerprint seen within
+/// the dedup window (the newest is the only one a repeat can have moved into the
+/// window). The prefix term is the key of the index `alerts_dedup_key`, written as there;
+/// the rest is compared as a suffix because a term `fingerprint = ?` would let SQLite
+/// substitute the value into the prefix term, which then no longer matches the index.
+const REPEAT_OF: &str = "SELECT id, case_id, severity FROM alerts WHERE source_id = ? \
+     AND substr(fingerprint, 1, 16) = ? AND substr(fingerprint, 17) = ? \
+     AND last_seen_at >= ? ORDER BY id DESC LIMIT 1";
+
+/// The alert a repeat updates.
+#[derive(Debug, Clone, Copy, QueryableByName)]
+struct RepeatOf {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    case_id: i64,
+    #[diesel(sql_type = Integer)]
+    severity: i32,
+}
+
 const REPEAT_ALERT: &str = "UPDATE alerts SET occurrences = occurrences + 1, last_seen_at = ?, \
      state = ?, severity = ? WHERE id = ?";
 
@@ -156,8 +177,10 @@ pub struct Recorder<'a> {
     config: &'a CasesConfig,
     bus: &'a Bus,
     now: NaiveDateTime,
-    dedup_since: NaiveDateTime,
-    group_since: NaiveDateTime,
+    /// `now`, and the starts of the two windows, as bound (formatted once per commit).
+    stamp: Stamp,
+    dedup_since: Stamp,
+    group_since: Stamp,
     /// Correlation key → the open case alerts with that key join in this transaction.
     open_cases: HashMap<String, i64>,
     cases: BTreeMap<i64, CaseEntry>,
@@ -171,8 +194,13 @@ impl<'a> Recorder<'a> {
             config,
             bus,
             now,
-            dedup_since: now - Duration::minutes(i64::from(config.dedup_window_minutes)),
-            group_since: now - Duration::minutes(i64::from(config.correlation_window_minutes)),
+            stamp: Stamp::new(now),
+            dedup_since: Stamp::new(
+                now - Duration::minutes(i64::from(config.dedup_window_minutes)),
+            ),
+            group_since: Stamp::new(
+                now - Duration::minutes(i64::from(config.correlation_window_minutes)),
+            ),
             open_cases: HashMap::new(),
             cases: BTreeMap::new(),
             audit: Vec::new(),
@@ -188,7 +216,6 @@ impl<'a> Recorder<'a> {
         source_name: &str,
         batch: &[PreparedAlert],
     ) -> Result<Vec<Recorded>, CaseError> {
-        let now = self.now;
         let mut out = Vec::with_capacity(batch.len());
         for p in batch {
             let severity = p.alert.severity.id();
@@ -196,19 +223,27 @@ impl<'a> Recorder<'a> {
                 AlertState::Active => "active",
                 AlertState::Resolved => "resolved",
             };
-            let existing: Option<(i64, i64, i32)> = on_backend!(conn, |c| alerts::table
-                .filter(alerts::source_id.eq(source_id))
-                .filter(alerts::fingerprint.eq(&p.fingerprint))
-                .filter(alerts::last_seen_at.ge(self.dedup_since))
-                .order(alerts::last_seen_at.desc())
-                .select((alerts::id, alerts::case_id, alerts::severity))
-                .first(c)
-                .optional())?;
-            if let Some((alert_id, case_id, old_severity)) = existing {
+            let existing: Option<RepeatOf> = on_backend!(conn, |c| kept(
+                REPEAT_OF,
+                (
+                    bind::<BigInt, _>(source_id),
+                    bind::<Text, _>(p.fingerprint.get(..16).unwrap_or(&p.fingerprint)),
+                    bind::<Text, _>(p.fingerprint.get(16..).unwrap_or_default()),
+                    bind::<Timestamp, _>(&self.dedup_since),
+                ),
+            )
+            .get_result::<RepeatOf>(c)
+            .optional())?;
+            if let Some(RepeatOf {
+                id: alert_id,
+                case_id,
+                severity: old_severity,
+            }) = existing
+            {
                 on_backend!(conn, |c| kept(
                     REPEAT_ALERT,
                     (
-                        bind::<Timestamp, _>(now),
+                        bind::<Timestamp, _>(&self.stamp),
                         bind::<Text, _>(state),
                         bind::<Integer, _>(severity.max(old_severity)),
                         bind::<BigInt, _>(alert_id),
@@ -252,8 +287,8 @@ impl<'a> Recorder<'a> {
                     alerts::rule_name.eq(&p.alert.rule_name),
                     alerts::external_id.eq(&p.alert.external_id),
                     alerts::event_time.eq(p.alert.event_time.map(|t| t.naive_utc())),
-                    alerts::received_at.eq(now),
-                    alerts::last_seen_at.eq(now),
+                    alerts::received_at.eq(&self.stamp),
+                    alerts::last_seen_at.eq(&self.stamp),
                     alerts::occurrences.eq(1),
                     alerts::tags.eq(&p.tags_json),
                     alerts::raw.eq(&p.raw),
@@ -284,7 +319,6 @@ impl<'a> Recorder<'a> {
     /// Writes the touched cases and the audit events of opened cases; the transaction
     /// is complete after this.
     pub fn finish(self, conn: &mut DbConn) -> Result<(), CaseError> {
-        let now = self.now;
         for (case_id, entry) in &self.cases {
             let Some(severity) = entry.severity else {
                 continue;
@@ -306,8 +340,8 @@ impl<'a> Recorder<'a> {
                         bind::<Integer, _>(severity.id()),
                         bind::<Nullable<Timestamp>, _>(earlier(row.ack_due_at, new_ack)),
                         bind::<Nullable<Timestamp>, _>(earlier(row.resolve_due_at, new_resolve)),
-                        bind::<Timestamp, _>(now),
-                        bind::<Timestamp, _>(now),
+                        bind::<Timestamp, _>(&self.stamp),
+                        bind::<Timestamp, _>(&self.stamp),
                         bind::<Integer, _>(entry.new_alerts),
                         bind::<BigInt, _>(*case_id),
                     ),
@@ -317,8 +351,8 @@ impl<'a> Recorder<'a> {
                 on_backend!(conn, |c| kept(
                     TOUCH_CASE,
                     (
-                        bind::<Timestamp, _>(now),
-                        bind::<Timestamp, _>(now),
+                        bind::<Timestamp, _>(&self.stamp),
+                        bind::<Timestamp, _>(&self.stamp),
                         bind::<Integer, _>(entry.new_alerts),
                         bind::<BigInt, _>(*case_id),
                     ),
@@ -344,7 +378,10 @@ impl<'a> Recorder<'a> {
         }
         let row: Option<CaseRow> = on_backend!(conn, |c| kept(
             OPEN_CASE_BY_KEY,
-            (bind::<Text, _>(key), bind::<Timestamp, _>(self.group_since)),
+            (
+                bind::<Text, _>(key),
+                bind::<Timestamp, _>(&self.group_since)
+            ),
         )
         .get_result::<CaseRow>(c)
         .optional())?;
@@ -373,10 +410,10 @@ impl<'a> Recorder<'a> {
                 cases::correlation_key.eq(&p.correlation_key),
                 cases::source_id.eq(source_id),
                 cases::alert_count.eq(1),
-                cases::first_seen_at.eq(now),
-                cases::last_seen_at.eq(now),
-                cases::created_at.eq(now),
-                cases::updated_at.eq(now),
+                cases::first_seen_at.eq(&self.stamp),
+                cases::last_seen_at.eq(&self.stamp),
+                cases::created_at.eq(&self.stamp),
+                cases::updated_at.eq(&self.stamp),
                 cases::ack_due_at.eq(ack_due),
                 cases::resolve_due_at.eq(resolve_due),
             ))
@@ -465,4 +502,49 @@ fn case_created_event(case_id: i64, source_name: &str, p: &PreparedAlert) -> New
             "rule_id": p.alert.rule_id,
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::sql_types::Text;
+
+    #[derive(QueryableByName)]
+    struct PlanRow {
+        #[diesel(sql_type = Text)]
+        detail: String,
+    }
+
+    fn plan(sql: &str) -> String {
+        let (_dir, db) = crate::db::scratch_sqlite();
+        db.write_sync(|conn| match conn {
+            DbConn::Sqlite(c) => diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+                .load::<PlanRow>(c)
+                .map_err(crate::db::DbError::Query),
+            DbConn::Postgres(_) => unreachable!("a SQLite scratch database"),
+        })
+        .unwrap()
+        .into_iter()
+        .map(|r| r.detail)
+        .collect::<Vec<_>>()
+        .join("; ")
+    }
+
+    /// The writer's per-alert lookups find their rows through the indexes made for them
+    /// (a small change to the text, such as comparing the whole fingerprint, can make
+    /// SQLite fall back to scanning every alert of the source).
+    #[test]
+    fn lookups_use_their_indexes() {
+        let repeat = plan(REPEAT_OF);
+        assert_eq!(
+            repeat,
+            "SEARCH alerts USING INDEX alerts_dedup_key (source_id=? AND <expr>=?)"
+        );
+        let open = plan(OPEN_CASE_BY_KEY);
+        assert!(
+            open.starts_with("SEARCH cases USING INDEX cases_open_correlation (correlation_key=?)")
+                && !open.contains("TEMP B-TREE"),
+            "{open}"
+        );
+    }
 }

@@ -5,10 +5,14 @@
 //! writer on pooled connections re-read its hot index pages at every group commit. One
 //! connection that only the writer uses keeps them cached. On SQLite it also leaves WAL
 //! checkpoints to a [`Checkpointer`] on another thread, so a commit no longer copies
-//! pages into the database file before the requests behind it are answered.
+//! pages into the database file before the requests behind it are answered, and with
+//! `synchronous=FULL` it flushes the log on a [`LogSync`] thread instead of inside each
+//! commit (callers answer from [`DedicatedWriter::after_durable`]).
 
 use super::checkpoint::{Checkpointer, RESTART_AFTER_FRAMES};
+use super::logsync::LogSync;
 use super::{Backend, Db, DbConn, DbError};
+use crate::config::SqliteSynchronous;
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::R2D2Connection;
 
@@ -17,6 +21,8 @@ pub struct DedicatedWriter {
     db: Db,
     conn: Option<DbConn>,
     checkpointer: Option<Checkpointer>,
+    /// Flushes the log behind the writer when commits must be durable (SQLite, `FULL`).
+    log_sync: Option<LogSync>,
 }
 
 impl DedicatedWriter {
@@ -31,10 +37,19 @@ impl DedicatedWriter {
             Backend::Sqlite => Checkpointer::start(db.manager.clone(), frames),
             Backend::Postgres => None,
         };
+        let log_sync = match (&db.sqlite_path, db.manager.synchronous) {
+            (Some(path), SqliteSynchronous::Full) => LogSync::start(path)
+                .map_err(
+                    |e| tracing::warn!(error = %e, "no log flush thread; commits flush the log"),
+                )
+                .ok(),
+            _ => None,
+        };
         DedicatedWriter {
             db: db.clone(),
             conn: None,
             checkpointer,
+            log_sync,
         }
     }
 
@@ -66,6 +81,17 @@ impl DedicatedWriter {
         out
     }
 
+    /// Runs `then` once everything this writer committed so far is durable: at once where
+    /// the commit itself was (PostgreSQL; SQLite without a flush thread), else after the
+    /// flush thread's next flush of the log. `then` runs on that thread, so it should
+    /// only hand results on.
+    pub fn after_durable(&self, then: impl FnOnce(Result<(), &std::io::Error>) + Send + 'static) {
+        match &self.log_sync {
+            Some(sync) => sync.after_flush(Box::new(then)),
+            None => then(Ok(())),
+        }
+    }
+
     /// The checkpoint thread beside this writer (SQLite).
     pub fn checkpointer(&self) -> Option<&Checkpointer> {
         self.checkpointer.as_ref()
@@ -77,11 +103,15 @@ impl DedicatedWriter {
             // Foreign keys are off on this connection only: the writer inserts alerts
             // under cases and sources it has just read or created in the same
             // transaction, so the checks would only repeat those lookups. Automatic
-            // checkpoints are off when the checkpointer thread does them instead.
+            // checkpoints are off when the checkpointer thread does them instead, and
+            // commits leave flushing the log to the flush thread when there is one.
             let autocheckpoint = if self.checkpointer.is_some() { 0 } else { 1000 };
-            c.batch_execute(&format!(
-                "PRAGMA foreign_keys = OFF; PRAGMA wal_autocheckpoint = {autocheckpoint};"
-            ))?;
+            let mut pragmas =
+                format!("PRAGMA foreign_keys = OFF; PRAGMA wal_autocheckpoint = {autocheckpoint};");
+            if self.log_sync.is_some() {
+                pragmas.push_str(" PRAGMA synchronous = NORMAL;");
+            }
+            c.batch_execute(&pragmas)?;
         }
         Ok(conn)
     }

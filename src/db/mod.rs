@@ -7,8 +7,10 @@ pub mod batch;
 pub mod checkpoint;
 pub mod dedicated;
 pub mod kept;
+pub mod logsync;
 pub mod notify;
 pub mod schema;
+pub mod stamp;
 
 use crate::config::{DatabaseConfig, DatabaseUrl, SqliteSynchronous};
 use diesel::connection::SimpleConnection;
@@ -81,6 +83,9 @@ pub enum DbError {
     },
     #[error("database task failed: {0}")]
     Task(String),
+    /// The log could not be flushed to disk, so a commit may not survive a power loss.
+    #[error("cannot flush the database log to disk: {0}")]
+    Flush(String),
     /// Known to be unreachable just now (refused without trying, to fail fast).
     #[error("the database is unreachable")]
     Unavailable,
@@ -96,7 +101,9 @@ impl DbError {
     /// connection was cut), as opposed to a problem with the statement or the data.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            DbError::Connect(_) | DbError::Pool(_) | DbError::Unavailable => true,
+            DbError::Connect(_) | DbError::Pool(_) | DbError::Unavailable | DbError::Flush(_) => {
+                true
+            }
             DbError::Query(e) => query_error_is_unavailable(e),
             _ => false,
         }

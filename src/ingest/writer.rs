@@ -136,12 +136,14 @@ fn run(
             continue;
         }
         commit(&mut conn, &config, &bus, jobs, &stats);
-        bus.wake();
     }
 }
 
+type Reply = oneshot::Sender<Result<Vec<Recorded>, IngestError>>;
+
 /// Commits all jobs in one transaction; if that fails, each job is retried alone so one
-/// bad request cannot fail the others.
+/// bad request cannot fail the others. The requests are answered, and the dispatcher
+/// woken, once the commits are durable.
 fn commit(
     db: &mut DedicatedWriter,
     config: &CasesConfig,
@@ -159,46 +161,75 @@ fn commit(
         recorder.finish(conn)?;
         Ok::<_, CaseError>(results)
     });
-    match together {
+    // The alerts are freed with the answers, on the flush thread where there is one:
+    // freeing thousands of payloads is work the serial writer need not do.
+    let mut stored = Vec::with_capacity(jobs.len());
+    let answers: Vec<(Reply, Result<Vec<Recorded>, IngestError>)> = match together {
         Ok(results) => {
             stats.commits.inc();
             stats.requests.inc_by(jobs.len() as u64);
             stats
                 .alerts
                 .inc_by(results.iter().map(|r| r.len() as u64).sum());
-            for (job, result) in jobs.into_iter().zip(results) {
-                let _ = job.reply.send(Ok(result));
-            }
+            jobs.into_iter()
+                .zip(results)
+                .map(|(job, result)| {
+                    stored.push(job.alerts);
+                    (job.reply, Ok(result))
+                })
+                .collect()
         }
         Err(CaseError::Db(e) | CaseError::Audit(AuditError::Db(e))) if e.is_unavailable() => {
             // The database is gone: one request at a time would only wait longer.
-            for job in jobs {
-                let _ = job.reply.send(Err(IngestError::Db(DbError::Unavailable)));
-            }
+            jobs.into_iter()
+                .map(|job| (job.reply, Err(IngestError::Db(DbError::Unavailable))))
+                .collect()
         }
         Err(err) if jobs.len() == 1 => {
+            let mut answers = Vec::with_capacity(1);
             if let Some(job) = jobs.into_iter().next() {
-                let _ = job.reply.send(Err(IngestError::from(err)));
+                answers.push((job.reply, Err(IngestError::from(err))));
             }
+            answers
         }
         Err(err) => {
             tracing::warn!(error = %err, jobs = jobs.len(), "group commit failed; committing requests one by one");
-            for job in jobs {
-                let result = db.write(|conn| {
-                    record::record(
-                        conn,
-                        config,
-                        bus,
-                        job.source_id,
-                        &job.source_name,
-                        &job.alerts,
-                        now(),
-                    )
-                });
-                let _ = job.reply.send(result.map_err(IngestError::from));
+            jobs.into_iter()
+                .map(|job| {
+                    let result = db.write(|conn| {
+                        record::record(
+                            conn,
+                            config,
+                            bus,
+                            job.source_id,
+                            &job.source_name,
+                            &job.alerts,
+                            now(),
+                        )
+                    });
+                    (job.reply, result.map_err(IngestError::from))
+                })
+                .collect()
+        }
+    };
+    let bus = bus.clone();
+    db.after_durable(move |flushed| {
+        match flushed {
+            Ok(()) => {
+                for (reply, result) in answers {
+                    let _ = reply.send(result);
+                }
+            }
+            // Committed but perhaps not on disk: the sender must not take it as stored.
+            Err(e) => {
+                for (reply, _) in answers {
+                    let _ = reply.send(Err(IngestError::Db(DbError::Flush(e.to_string()))));
+                }
             }
         }
-    }
+        bus.wake();
+        drop(stored);
+    });
 }
 
 #[cfg(test)]
