@@ -150,6 +150,7 @@ fn generate(conn: &mut SqliteConnection, n_cases: i64, per_case: i64) -> Result<
                      WHEN n * 31 % 100 < 97 THEN 5 ELSE 1 END AS sev,
                 {t0} AS t0, {t1} AS t1
               FROM s);
+            INSERT INTO cases_title_fts (rowid, title) SELECT id, title FROM cases WHERE id BETWEEN {lo} AND {hi};
             {counter}
             INSERT INTO case_tags (case_id, tag)
             SELECT n, CASE n / 5 % 10 WHEN 0 THEN 'phishing' WHEN 1 THEN 'malware' WHEN 2 THEN 'c2' WHEN 3 THEN 'vip'

@@ -3,6 +3,7 @@
 
 use super::{Case, CaseError, CaseStatus, Disposition};
 use crate::alert::{AlertClass, Observable, ObservableKind, ObservableRole, Severity};
+use crate::db::kept::{bind, kept};
 use crate::db::schema::{
     alert_observables, alerts, case_comments, case_tags, cases, sources, users,
 };
@@ -397,6 +398,29 @@ fn few_titles_matching(conn: &mut DbConn, text: &str) -> Result<Option<String>, 
     Ok((count.n <= TITLE_INDEX_MAX).then_some(expr))
 }
 
+/// Adds new cases to the SQLite title index (`cases_title_fts`); nothing on PostgreSQL,
+/// whose trigram index follows the table by itself. Whoever inserts cases calls this in
+/// the same transaction, after its other statements: an FTS5 table written earlier in a
+/// transaction writes its pending terms out as a new segment at the start of every later
+/// statement, so a trigger per case made the ingestion writer flush (and later merge) one
+/// segment per new case.
+pub fn index_titles(conn: &mut DbConn, case_ids: &[i64]) -> Result<(), CaseError> {
+    let DbConn::Sqlite(c) = conn else {
+        return Ok(());
+    };
+    if case_ids.is_empty() {
+        return Ok(());
+    }
+    let ids = serde_json::to_string(case_ids).unwrap_or_else(|_| "[]".into());
+    kept(
+        "INSERT INTO cases_title_fts (rowid, title) SELECT id, title FROM cases \
+         WHERE id IN (SELECT value FROM json_each(?))",
+        (bind::<diesel::sql_types::Text, _>(ids),),
+    )
+    .execute(c)?;
+    Ok(())
+}
+
 /// A page of cases matching `filter`, after `cursor`.
 pub fn list(
     conn: &mut DbConn,
@@ -625,12 +649,13 @@ fn decode_cursor(raw: &str) -> Result<Cursor, CaseError> {
 mod tests {
     use super::*;
 
-    /// Inserts cases titled `title N` for N in `range`, as ingestion would (the title
-    /// index follows through its triggers).
+    /// Inserts cases titled `title N` for N in `range`, as ingestion would (with their
+    /// titles indexed).
     fn add_cases(conn: &mut DbConn, title: &str, range: std::ops::Range<i64>) {
         let DbConn::Sqlite(c) = conn else {
             unreachable!("SQLite only")
         };
+        let mut ids = Vec::new();
         for n in range {
             diesel::sql_query(
                 "INSERT INTO cases (title, status, severity, correlation_key, alert_count, \
@@ -647,7 +672,15 @@ mod tests {
             ))
             .execute(c)
             .unwrap();
+            ids.push(
+                diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                    "last_insert_rowid()",
+                ))
+                .get_result(c)
+                .unwrap(),
+            );
         }
+        index_titles(conn, &ids).unwrap();
     }
 
     fn titles(conn: &mut DbConn, text: &str) -> Vec<String> {

@@ -19,6 +19,27 @@ use serde::Serialize;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 
+/// Inserts one row (`$values`) into `$table` and gives its id (`$id`): with `RETURNING`
+/// on PostgreSQL, one round trip; on SQLite as a plain insert followed by reading the
+/// rowid, because SQLite runs `RETURNING` as a trigger, and a statement with a trigger
+/// copies every page it changes into a statement journal first (8% of the ingestion
+/// writer's time in its profile).
+macro_rules! insert_id {
+    ($conn:expr, $table:expr, $id:expr, $values:expr $(,)?) => {{
+        let values = $values;
+        match $conn {
+            DbConn::Postgres(c) => diesel::insert_into($table)
+                .values(values)
+                .returning($id)
+                .get_result::<i64>(c),
+            DbConn::Sqlite(c) => diesel::insert_into($table)
+                .values(values)
+                .execute(c)
+                .and_then(|_| crate::db::last_rowid(c)),
+        }
+    }};
+}
+
 /// An alert ready to store: normalized, with its raw payload and identities.
 #[derive(Debug, Clone)]
 pub struct PreparedAlert {
@@ -184,6 +205,8 @@ pub struct Recorder<'a> {
     /// Correlation key → the open case alerts with that key join in this transaction.
     open_cases: HashMap<String, i64>,
     cases: BTreeMap<i64, CaseEntry>,
+    /// Cases opened here, added to the title index at the end of the transaction.
+    opened: Vec<i64>,
     audit: Vec<NewEvent>,
 }
 
@@ -203,6 +226,7 @@ impl<'a> Recorder<'a> {
             ),
             open_cases: HashMap::new(),
             cases: BTreeMap::new(),
+            opened: Vec::new(),
             audit: Vec::new(),
         }
     }
@@ -271,8 +295,11 @@ impl<'a> Recorder<'a> {
                 }
             };
 
-            let alert_id: i64 = on_backend!(conn, |c| diesel::insert_into(alerts::table)
-                .values((
+            let alert_id = insert_id!(
+                conn,
+                alerts::table,
+                alerts::id,
+                (
                     alerts::case_id.eq(case_id),
                     alerts::source_id.eq(source_id),
                     alerts::fingerprint.eq(&p.fingerprint),
@@ -292,9 +319,8 @@ impl<'a> Recorder<'a> {
                     alerts::occurrences.eq(1),
                     alerts::tags.eq(&p.tags_json),
                     alerts::raw.eq(&p.raw),
-                ))
-                .returning(alerts::id)
-                .get_result(c))?;
+                )
+            )?;
             insert_observables(conn, alert_id, &p.alert.observables)?;
             // Checked first so the details are not built for an event nobody listens to.
             if self.bus.wants(EventKind::AlertIngested) {
@@ -361,6 +387,8 @@ impl<'a> Recorder<'a> {
             }
         }
         audit::append_all(conn, self.audit)?;
+        // Last, so no statement of this transaction follows a write to the index.
+        super::query::index_titles(conn, &self.opened)?;
         Ok(())
     }
 
@@ -402,8 +430,11 @@ impl<'a> Recorder<'a> {
     ) -> Result<i64, CaseError> {
         let now = self.now;
         let (ack_due, resolve_due) = due_times(self.config, p.alert.severity, now);
-        let id = on_backend!(conn, |c| diesel::insert_into(cases::table)
-            .values((
+        let id = insert_id!(
+            conn,
+            cases::table,
+            cases::id,
+            (
                 cases::title.eq(&p.alert.title),
                 cases::status.eq("new"),
                 cases::severity.eq(p.alert.severity.id()),
@@ -416,9 +447,8 @@ impl<'a> Recorder<'a> {
                 cases::updated_at.eq(&self.stamp),
                 cases::ack_due_at.eq(ack_due),
                 cases::resolve_due_at.eq(resolve_due),
-            ))
-            .returning(cases::id)
-            .get_result::<i64>(c))?;
+            )
+        )?;
         self.open_cases.insert(p.correlation_key.clone(), id);
         self.cases.insert(
             id,
@@ -433,6 +463,7 @@ impl<'a> Recorder<'a> {
                 ..CaseEntry::default()
             },
         );
+        self.opened.push(id);
         self.audit.push(case_created_event(id, source_name, p));
         self.bus.emit(
             conn,
@@ -528,6 +559,66 @@ mod tests {
         .map(|r| r.detail)
         .collect::<Vec<_>>()
         .join("; ")
+    }
+
+    /// A case opened by ingestion is found by a word of its title: the title index is
+    /// fed by the writer at the end of its transaction, not by a trigger.
+    #[test]
+    fn opened_cases_are_found_by_title() {
+        use crate::alert::{AlertClass, NewAlert};
+        use crate::cases::query::{self, Filter, Sort};
+        use crate::db::schema::sources;
+        let (_dir, db) = crate::db::scratch_sqlite();
+        let config = CasesConfig::default();
+        let bus = Bus::new();
+        let alert = |title: &str| {
+            let a = NewAlert::new(
+                AlertClass::DetectionFinding,
+                Severity::High,
+                title,
+                "V",
+                "P",
+            );
+            PreparedAlert::new(1, a, "{}".into(), &correlate::DEFAULT_CORRELATION)
+        };
+        let recorded = db
+            .write_sync(|conn| {
+                let t = crate::db::now();
+                on_backend!(conn, |c| diesel::insert_into(sources::table)
+                    .values((
+                        sources::name.eq("s"),
+                        sources::kind.eq("generic"),
+                        sources::token_hash.eq("x"),
+                        sources::config.eq("{}"),
+                        sources::created_at.eq(t),
+                        sources::updated_at.eq(t),
+                    ))
+                    .execute(c))?;
+                let batch = [
+                    alert("Beaconing to quuxotic domain"),
+                    alert("Brute force on SSH"),
+                ];
+                record(conn, &config, &bus, 1, "s", &batch, t)
+            })
+            .unwrap();
+        assert!(recorded.iter().all(|r| r.case_created), "{recorded:?}");
+        let found = |text: &str| {
+            db.read_sync(|conn| {
+                let filter = Filter {
+                    text: Some(text.into()),
+                    ..Filter::default()
+                };
+                query::list(conn, &filter, Sort::default(), 50, None)
+            })
+            .unwrap()
+            .cases
+            .into_iter()
+            .map(|c| c.title)
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(found("quuxotic"), ["Beaconing to quuxotic domain"]);
+        assert_eq!(found("brute ssh"), ["Brute force on SSH"]);
+        assert!(found("nowhere").is_empty());
     }
 
     /// The writer's per-alert lookups find their rows through the indexes made for them

@@ -19,10 +19,10 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Log size (pages, 64 MiB) at which the writer rewinds the log. The rewind copies what
+/// Log size (pages, 256 MiB) at which the writer rewinds the log. The rewind copies what
 /// the background has not yet copied, about one group commit; rewinding rarely keeps that
 /// share of the writer's time small, at the cost of a larger log file.
-pub const RESTART_AFTER_FRAMES: i64 = 16_384;
+pub const RESTART_AFTER_FRAMES: i64 = 65_536;
 /// Least time between two background checkpoints: each ends with an fsync of the
 /// database file, which should not follow every small commit.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(50);

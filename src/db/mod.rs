@@ -596,9 +596,14 @@ diesel::define_sql_function! {
 /// sequence). Written as typed selects so the statement is prepared once and cached.
 pub fn last_insert_id(conn: &mut DbConn) -> QueryResult<i64> {
     match conn {
-        DbConn::Sqlite(c) => diesel::select(last_insert_rowid()).get_result(c),
+        DbConn::Sqlite(c) => last_rowid(c),
         DbConn::Postgres(c) => diesel::select(lastval()).get_result(c),
     }
+}
+
+/// SQLite: the rowid of the row just inserted on this connection (cached statement).
+pub fn last_rowid(c: &mut diesel::SqliteConnection) -> QueryResult<i64> {
+    diesel::select(last_insert_rowid()).get_result(c)
 }
 
 /// Runs `f` inside a savepoint of the caller's transaction: if it fails, its writes are
