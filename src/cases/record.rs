@@ -356,9 +356,9 @@ impl<'a> Recorder<'a> {
             };
             if severity.id() > row.severity {
                 let (new_ack, new_resolve) = due_times(self.config, severity, row.created_at);
-                let earlier = |a: Option<NaiveDateTime>, b: Option<NaiveDateTime>| match (a, b) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
+                // The earlier of the two, or whichever is set.
+                let earlier = |a: Option<NaiveDateTime>, b: Option<NaiveDateTime>| {
+                    a.into_iter().chain(b).min()
                 };
                 on_backend!(conn, |c| kept(
                     RAISE_CASE,

@@ -350,10 +350,7 @@ pub fn next_wake(conn: &mut DbConn) -> QueryResult<Option<NaiveDateTime>> {
         .filter(playbook_runs::status.eq_any(["pending", "running"]))
         .select(diesel::dsl::min(playbook_runs::lease_expires_at))
         .first(conn)?;
-    Ok(match (timer, lease) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    })
+    Ok(timer.into_iter().chain(lease).min())
 }
 
 /// Takes a run for `owner` until `until`, if it is still free; a parked run becomes
