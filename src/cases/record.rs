@@ -567,7 +567,6 @@ mod tests {
     fn opened_cases_are_found_by_title() {
         use crate::alert::{AlertClass, NewAlert};
         use crate::cases::query::{self, Filter, Sort};
-        use crate::db::schema::sources;
         let (_dir, db) = crate::db::scratch_sqlite();
         let config = CasesConfig::default();
         let bus = Bus::new();
@@ -581,24 +580,22 @@ mod tests {
             );
             PreparedAlert::new(1, a, "{}".into(), &correlate::DEFAULT_CORRELATION)
         };
+        let source = crate::ingest::sources::scratch(&db);
         let recorded = db
             .write_sync(|conn| {
-                let t = crate::db::now();
-                on_backend!(conn, |c| diesel::insert_into(sources::table)
-                    .values((
-                        sources::name.eq("s"),
-                        sources::kind.eq("generic"),
-                        sources::token_hash.eq("x"),
-                        sources::config.eq("{}"),
-                        sources::created_at.eq(t),
-                        sources::updated_at.eq(t),
-                    ))
-                    .execute(c))?;
                 let batch = [
                     alert("Beaconing to quuxotic domain"),
                     alert("Brute force on SSH"),
                 ];
-                record(conn, &config, &bus, 1, "s", &batch, t)
+                record(
+                    conn,
+                    &config,
+                    &bus,
+                    source.id,
+                    "s",
+                    &batch,
+                    crate::db::now(),
+                )
             })
             .unwrap();
         assert!(recorded.iter().all(|r| r.case_created), "{recorded:?}");

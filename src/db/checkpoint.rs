@@ -8,7 +8,7 @@
 //! cannot rewind the log while the writer keeps appending, so once the log holds
 //! [`RESTART_AFTER_FRAMES`] pages the writer itself runs a short `RESTART` between group
 //! commits: by then most pages are already copied, and the next commit starts the log
-//! from its beginning again, keeping the file and its index small.
+//! from its beginning again, keeping the file and its index bounded.
 
 use super::{DbConn, Manager};
 use diesel::connection::SimpleConnection;

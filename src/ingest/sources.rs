@@ -103,6 +103,23 @@ pub fn check_name(name: &str) -> Result<(), IngestError> {
     Ok(())
 }
 
+/// Unit tests' source: `s`, an Alertmanager source created through [`create`] on `db`.
+#[cfg(test)]
+pub fn scratch(db: &crate::db::Db) -> Source {
+    db.write_sync(|conn| {
+        create(
+            conn,
+            &Actor::system("test"),
+            "s",
+            SourceKind::Alertmanager,
+            SourceConfig::default(),
+            false,
+        )
+    })
+    .expect("create a source")
+    .source
+}
+
 /// Creates a source and records `source.created`.
 pub fn create(
     conn: &mut DbConn,

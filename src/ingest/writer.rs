@@ -240,8 +240,7 @@ mod tests {
     };
     use crate::cases::correlate::DEFAULT_CORRELATION;
     use crate::config::DatabaseConfig;
-    use crate::db::schema::sources;
-    use diesel::prelude::*;
+    use diesel::Connection;
 
     fn alert(i: usize) -> PreparedAlert {
         let mut a = NewAlert::new(
@@ -266,21 +265,7 @@ mod tests {
     #[test]
     fn queued_requests_share_one_commit() {
         let (dir, db) = crate::db::scratch_sqlite();
-        db.write_sync(|conn| {
-            let t = now();
-            diesel::insert_into(sources::table)
-                .values((
-                    sources::name.eq("s"),
-                    sources::kind.eq("generic"),
-                    sources::token_hash.eq("x"),
-                    sources::config.eq("{}"),
-                    sources::created_at.eq(t),
-                    sources::updated_at.eq(t),
-                ))
-                .execute(conn)
-                .map_err(crate::db::DbError::Query)
-        })
-        .unwrap();
+        let source_id = crate::ingest::sources::scratch(&db).id;
         // Another connection holds the write lock, so the writer stalls in its first
         // commit while the other requests queue up behind it.
         let path = dir.path().join("t.db");
@@ -303,7 +288,7 @@ mod tests {
             );
             let spawn = |i: usize| {
                 let w = writer.clone();
-                tokio::spawn(async move { w.submit(1, "s", vec![alert(i)]).await })
+                tokio::spawn(async move { w.submit(source_id, "s", vec![alert(i)]).await })
             };
             // The first request is taken by the writer, which then waits for the lock...
             let mut tasks = vec![spawn(0)];
